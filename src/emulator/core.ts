@@ -153,31 +153,64 @@ export class EmulatorServer {
       if (r.method !== method) continue;
       const m = r.pattern.exec(path);
       if (!m) continue;
-      this.calls[r.endpoint] = (this.calls[r.endpoint] ?? 0) + 1;
-      const fault = this.takeFault(r.endpoint);
-      if (fault?.latencyMs) await sleep(fault.latencyMs);
-      if (fault?.drop) {
-        req.socket.destroy();
-        return;
-      }
-      if (fault && (fault.status !== undefined || fault.body !== undefined)) {
-        send(res, {
-          status: fault.status ?? 200,
-          headers: { "content-type": fault.body !== undefined ? "text/plain" : "application/json", ...fault.headers },
-          body: fault.body ?? { error: "injected_fault", error_description: `fault injected with status ${fault.status}` },
-        });
-        return;
-      }
-      let out: EmulatorResponse;
-      try {
-        out = await r.handler({ method, path, target, query, headers: req.headers, body, params: m.groups ?? {} });
-      } catch (e) {
-        out = { status: 500, body: { error: "server_error", error_description: String((e as Error).message ?? e) } };
-      }
-      send(res, out);
+      await this.serve(r.endpoint, r.handler, req, res, { method, path, target, query, headers: req.headers, body, params: m.groups ?? {} });
       return;
     }
     send(res, { status: 404, body: { error: "not_found", error_description: `no emulated endpoint for ${method} ${path}` } });
+  }
+
+  /**
+   * Makes an endpoint known (in `/_emulator/calls`, and as a fault target) without an HTTP
+   * route on this server: for endpoints served by another listener through `handleExternal`.
+   */
+  declareEndpoint(endpoint: string): void {
+    this.calls[endpoint] ??= 0;
+  }
+
+  /**
+   * Serves a request that arrived on another listener (e.g. an HTTPS server) with the same
+   * counting, fault injection and error handling as this server's own routes.
+   */
+  async handleExternal(endpoint: string, req: http.IncomingMessage, res: http.ServerResponse, handler: Handler): Promise<void> {
+    this.declareEndpoint(endpoint);
+    let body: Buffer;
+    try {
+      body = await readBody(req);
+    } catch {
+      send(res, { status: 413, body: { error: "request body too large" } });
+      return;
+    }
+    const target = req.url ?? "/";
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? "" : target.slice(q + 1));
+    const method = (req.method ?? "GET").toUpperCase();
+    await this.serve(endpoint, handler, req, res, { method, path, target, query, headers: req.headers, body, params: {} });
+  }
+
+  private async serve(endpoint: string, handler: Handler, req: http.IncomingMessage, res: http.ServerResponse, er: EmulatorRequest): Promise<void> {
+    this.calls[endpoint] = (this.calls[endpoint] ?? 0) + 1;
+    const fault = this.takeFault(endpoint);
+    if (fault?.latencyMs) await sleep(fault.latencyMs);
+    if (fault?.drop) {
+      req.socket.destroy();
+      return;
+    }
+    if (fault && (fault.status !== undefined || fault.body !== undefined)) {
+      send(res, {
+        status: fault.status ?? 200,
+        headers: { "content-type": fault.body !== undefined ? "text/plain" : "application/json", ...fault.headers },
+        body: fault.body ?? { error: "injected_fault", error_description: `fault injected with status ${fault.status}` },
+      });
+      return;
+    }
+    let out: EmulatorResponse;
+    try {
+      out = await handler(er);
+    } catch (e) {
+      out = { status: 500, body: { error: "server_error", error_description: String((e as Error).message ?? e) } };
+    }
+    send(res, out);
   }
 
   private control(method: string, path: string, body: Buffer): EmulatorResponse {
