@@ -1,0 +1,169 @@
+import type { Config } from "./config/config.js";
+import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource, type ImpersonationOptions } from "./google/impersonation.js";
+import { StsTokenSource } from "./google/sts.js";
+import { transport } from "./google/transport.js";
+import { IdentityDomainTokenSource, type DomainToken } from "./oci/identity-domain.js";
+import { principalSource, type SigningIdentity } from "./oci/principal.js";
+import { CachingTokenSource, DEFAULT_BACKOFF, KeyedTokenCache, type CacheEvents, type CachePolicy, type CacheState } from "./token/cache.js";
+import type { Token, TokenSource } from "./token/token-source.js";
+import { DEFAULT_RETRY, type RetryPolicy } from "./upstream/retry.js";
+
+export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
+
+/** Sorted, de-duplicated scopes: one cache entry per set, whatever order a client lists them in. */
+export function normaliseScopes(scopes: readonly string[]): string[] {
+  return [...new Set(scopes.map((s) => s.trim()).filter(Boolean))].sort();
+}
+
+export interface AccessTokenRequest {
+  /** An email of a configured account, or "default". */
+  account: string;
+  scopes?: readonly string[];
+  admit?: () => boolean;
+}
+
+export interface IdTokenRequest {
+  account: string;
+  audience: string;
+  /** "full" includes the email claims. */
+  format: "standard" | "full";
+  admit?: () => boolean;
+}
+
+export class NoSuchAccountError extends Error {
+  constructor(readonly account: string) {
+    super(`no service account ${account} is configured`);
+    this.name = "NoSuchAccountError";
+  }
+}
+
+export class NoImpersonationError extends Error {
+  constructor() {
+    super("ID tokens need a service account to impersonate, and none is configured: set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) or $GCP_IMPERSONATION_URL");
+    this.name = "NoImpersonationError";
+  }
+}
+
+/**
+ * The whole chain, OCI principal → identity domain → STS → impersonation, as
+ * cached token sources. Everything above this (HTTP, CLI, library) asks it for
+ * tokens and never needs to know how a hop is cached.
+ */
+export class Chain {
+  readonly principal: CachingTokenSource<SigningIdentity>;
+  readonly subject: CachingTokenSource<DomainToken>;
+  /** The federated token used to call IAM Credentials. */
+  private readonly federated: CachingTokenSource;
+  private readonly access: KeyedTokenCache;
+  private readonly ids: KeyedTokenCache;
+  private readonly impersonation: Omit<ImpersonationOptions, "serviceAccount">;
+  readonly accounts: readonly string[];
+  readonly defaultScopes: string[];
+
+  constructor(
+    readonly config: Config,
+    events: CacheEvents = {},
+    overrides: { principal?: TokenSource<SigningIdentity> } = {},
+  ) {
+    const timeoutMs = config.upstream.timeoutMs;
+    const retry: RetryPolicy = { ...DEFAULT_RETRY, attempts: config.upstream.attempts };
+    const subjectPolicy: CachePolicy = {
+      renewBeforeMs: config.cache.subjectRenewBeforeSeconds * 1000,
+      minRemainingMs: config.cache.subjectMinRemainingSeconds * 1000,
+      ...DEFAULT_BACKOFF,
+    };
+    const googlePolicy: CachePolicy = {
+      renewBeforeMs: config.cache.renewBeforeSeconds * 1000,
+      minRemainingMs: config.cache.minRemainingSeconds * 1000,
+      ...DEFAULT_BACKOFF,
+    };
+    this.accounts = config.google.serviceAccounts;
+    this.defaultScopes = normaliseScopes(config.google.scopes);
+    this.principal = new CachingTokenSource(overrides.principal ?? principalSource(config, timeoutMs), "OCI principal", subjectPolicy, "", events);
+    this.subject = new CachingTokenSource(
+      new IdentityDomainTokenSource(this.principal, {
+        domainUrl: config.identityDomain.url,
+        scope: config.identityDomain.scope,
+        timeoutMs,
+        retry,
+      }),
+      "identity domain",
+      subjectPolicy,
+      "",
+      events,
+    );
+    const transporter = transport(timeoutMs);
+    const sts = (scopes: string[]) =>
+      new StsTokenSource(this.subject, { stsUrl: config.google.stsUrl, audience: config.google.audience, scopes, transporter, retry });
+    this.federated = new CachingTokenSource(sts([CLOUD_PLATFORM]), "STS", googlePolicy, CLOUD_PLATFORM, events);
+    this.impersonation = {
+      iamCredentialsUrl: config.google.iamCredentialsUrl,
+      universeDomain: config.google.universeDomain,
+      transporter,
+      retry,
+    };
+    const max = config.server.maxCachedVariants * Math.max(1, this.accounts.length);
+    this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events);
+    this.ids = new KeyedTokenCache("impersonation", googlePolicy, max, events);
+    this.makeSts = sts;
+  }
+
+  private readonly makeSts: (scopes: string[]) => TokenSource;
+
+  /** "default" or a configured email → the email; undefined without service accounts. */
+  resolveAccount(name: string): string | undefined {
+    if (this.accounts.length === 0) {
+      if (name === "default") return undefined;
+      throw new NoSuchAccountError(name);
+    }
+    if (name === "default") return this.accounts[0];
+    if (this.accounts.includes(name)) return name;
+    throw new NoSuchAccountError(name);
+  }
+
+  /** The domain JWT, the subject token Google STS takes. */
+  subjectToken(admit?: () => boolean): Promise<DomainToken> {
+    return this.subject.token(admit);
+  }
+
+  accessToken(req: AccessTokenRequest): Promise<Token> {
+    const email = this.resolveAccount(req.account);
+    const scopes = req.scopes && req.scopes.length ? normaliseScopes(req.scopes) : this.defaultScopes;
+    const scopeKey = scopes.join(" ");
+    if (email === undefined) {
+      if (scopeKey === CLOUD_PLATFORM) return this.federated.token(req.admit);
+      return this.access.get(scopeKey, () => this.makeSts(scopes)).token(req.admit);
+    }
+    return this.access
+      .get(`${email} ${scopeKey}`, () => new ImpersonatedAccessTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, scopes, this.config.google.tokenLifetimeSeconds))
+      .token(req.admit);
+  }
+
+  idToken(req: IdTokenRequest): Promise<Token> {
+    const email = this.resolveAccount(req.account);
+    if (email === undefined) return Promise.reject(new NoImpersonationError());
+    const includeEmail = req.format === "full";
+    return this.ids
+      .get(`${email} ${req.format} ${req.audience}`, () => new ImpersonatedIdTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, req.audience, includeEmail))
+      .token(req.admit);
+  }
+
+  /** Every cache's state, for status, metrics and readiness; never the tokens. */
+  states(): { kind: string; state: CacheState }[] {
+    return [
+      { kind: "oci-session", state: this.principal.state() },
+      { kind: "subject-token", state: this.subject.state() },
+      { kind: "federated-token", state: this.federated.state() },
+      ...this.access.entries().map((c) => ({ kind: "access-token", state: c.state() })),
+      ...this.ids.entries().map((c) => ({ kind: "id-token", state: c.state() })),
+    ];
+  }
+
+  close(): void {
+    this.principal.close();
+    this.subject.close();
+    this.federated.close();
+    this.access.close();
+    this.ids.close();
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Every setting of oci2gcp, in one table: its place in the config file, its
+ * environment variable, its command-line flag, its type and default. Loading,
+ * validation, `--help` and the config reference in the README all read this.
+ */
+
+export type SettingType = "string" | "int" | "bool" | "list" | "enum";
+
+export interface Setting {
+  /** Dotted path in the JSON config file, e.g. "google.audience". */
+  path: string;
+  env: string[];
+  flag?: string;
+  type: SettingType;
+  values?: readonly string[];
+  default?: string | number | boolean | string[];
+  doc: string;
+}
+
+export const PRINCIPAL_KINDS = ["instance", "resource", "oke-workload", "config-file", "session"] as const;
+export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export const SETTINGS: readonly Setting[] = [
+  // OCI principal
+  { path: "oci.principal", env: ["OCI2GCP_PRINCIPAL"], flag: "--principal", type: "enum", values: PRINCIPAL_KINDS, default: "instance", doc: "Which OCI workload identity signs the identity-domain request." },
+  { path: "oci.metadataUrl", env: ["OCI2GCP_OCI_METADATA_URL"], type: "string", default: "http://169.254.169.254/opc/v2/", doc: "Instance metadata service (instance principal)." },
+  { path: "oci.federationUrl", env: ["OCI2GCP_OCI_FEDERATION_URL"], type: "string", doc: "OCI auth service for instance-principal federation; by default derived from the instance's region." },
+  { path: "oci.configFile", env: ["OCI_CONFIG_FILE"], type: "string", default: "~/.oci/config", doc: "OCI config file (config-file and session principals)." },
+  { path: "oci.profile", env: ["OCI_CLI_PROFILE", "OCI_CONFIG_PROFILE"], type: "string", default: "DEFAULT", doc: "Profile in the OCI config file." },
+  { path: "oci.resourcePrincipal.rpst", env: ["OCI_RESOURCE_PRINCIPAL_RPST"], type: "string", doc: "Resource principal session token, or an absolute path to a file holding it (re-read on renewal)." },
+  { path: "oci.resourcePrincipal.privateKey", env: ["OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"], type: "string", doc: "Resource principal private key PEM, or an absolute path to it." },
+  { path: "oci.resourcePrincipal.passphrase", env: ["OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM_PASSPHRASE"], type: "string", doc: "Passphrase of the resource principal key, or an absolute path to it." },
+  { path: "oci.resourcePrincipal.region", env: ["OCI_RESOURCE_PRINCIPAL_REGION"], type: "string", doc: "Region of the resource principal." },
+  { path: "oci.oke.serviceHost", env: ["KUBERNETES_SERVICE_HOST"], type: "string", doc: "Kubernetes API host (OKE workload identity)." },
+  { path: "oci.oke.proxymuxPort", env: ["KUBERNETES_SERVICE_PORT_PROXYMUX"], type: "int", default: 12250, doc: "OKE proxymux port." },
+  { path: "oci.oke.caCertPath", env: ["OCI2GCP_OKE_CA_CERT"], type: "string", default: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", doc: "CA certificate the proxymux endpoint is verified with." },
+  { path: "oci.oke.tokenPath", env: ["OCI2GCP_OKE_SA_TOKEN"], type: "string", default: "/var/run/secrets/kubernetes.io/serviceaccount/token", doc: "Kubernetes service account token (re-read on renewal)." },
+  // Identity domain
+  { path: "identityDomain.url", env: ["OCI_IAM_DOMAIN_URL", "OCI2GCP_IDENTITY_DOMAIN_URL"], flag: "--domain-url", type: "string", doc: "IAM identity domain, as a URL or a host name (https is assumed)." },
+  { path: "identityDomain.scope", env: ["OCI2GCP_IDENTITY_DOMAIN_SCOPE"], type: "string", default: "urn:opc:idm:__myscopes__", doc: "Scope asked for in the token exchange." },
+  // Google
+  { path: "google.audience", env: ["GCP_AUDIENCE", "OCI2GCP_GCP_AUDIENCE"], flag: "--audience", type: "string", doc: "Workload identity pool provider: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER." },
+  { path: "google.serviceAccounts", env: ["OCI2GCP_SERVICE_ACCOUNTS"], flag: "--service-account", type: "list", default: [], doc: "Service accounts to impersonate, comma separated; the first is `default`. Empty: serve the federated token itself." },
+  { path: "google.impersonationUrl", env: ["GCP_IMPERSONATION_URL"], type: "string", doc: "A generateAccessToken URL (as in a credential file); its service account becomes the first one." },
+  { path: "google.projectId", env: ["GOOGLE_CLOUD_PROJECT", "OCI2GCP_PROJECT_ID"], flag: "--project", type: "string", doc: "Project id served by the metadata API." },
+  { path: "google.projectNumber", env: ["OCI2GCP_PROJECT_NUMBER"], type: "string", doc: "Project number served by the metadata API; by default the one in the audience." },
+  { path: "google.scopes", env: ["OCI2GCP_SCOPES"], type: "list", default: ["https://www.googleapis.com/auth/cloud-platform"], doc: "Scopes of tokens asked for without ?scopes=." },
+  { path: "google.tokenLifetimeSeconds", env: ["OCI2GCP_TOKEN_LIFETIME_SECONDS"], type: "int", default: 3600, doc: "Lifetime asked for impersonated access tokens (max 3600 unless extended by policy)." },
+  { path: "google.stsUrl", env: ["OCI2GCP_STS_URL"], type: "string", default: "https://sts.googleapis.com/v1/token", doc: "Google STS token endpoint." },
+  { path: "google.iamCredentialsUrl", env: ["OCI2GCP_IAM_CREDENTIALS_URL"], type: "string", default: "https://iamcredentials.googleapis.com", doc: "IAM Credentials API base URL." },
+  { path: "google.universeDomain", env: ["OCI2GCP_UNIVERSE_DOMAIN"], type: "string", default: "googleapis.com", doc: "Universe domain served by the metadata API." },
+  // Server
+  { path: "server.host", env: ["OCI2GCP_HOST"], flag: "--host", type: "string", default: "127.0.0.1", doc: "Address to listen on. Anything but loopback also needs server.allowNonLoopback." },
+  { path: "server.port", env: ["OCI2GCP_PORT"], flag: "--port", type: "int", default: 8181, doc: "TCP port (0 picks a free one)." },
+  { path: "server.allowNonLoopback", env: ["OCI2GCP_ALLOW_NON_LOOPBACK"], flag: "--allow-non-loopback", type: "bool", default: false, doc: "Permit a non-loopback listen address (logged as a warning)." },
+  { path: "server.socketPath", env: ["OCI2GCP_SOCKET"], flag: "--socket", type: "string", doc: "Also listen on this Unix domain socket." },
+  { path: "server.socketMode", env: ["OCI2GCP_SOCKET_MODE"], type: "string", default: "0660", doc: "File mode of the Unix socket (octal)." },
+  { path: "server.maxRequestsPerMinute", env: ["OCI2GCP_MAX_REQUESTS_PER_MINUTE"], type: "int", default: 600000, doc: "Flood guard: HTTP requests per minute per client address." },
+  { path: "server.upstreamBudgetPerMinute", env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"], type: "int", default: 120, doc: "Requests per minute and client that may start new upstream calls (cache misses); beyond it: 429." },
+  { path: "server.maxCachedVariants", env: ["OCI2GCP_MAX_CACHED_VARIANTS"], type: "int", default: 256, doc: "Bound on cached scope sets and ID-token audiences per service account." },
+  // Cache
+  { path: "cache.renewBeforeSeconds", env: ["OCI2GCP_RENEW_BEFORE_SECONDS"], type: "int", default: 1200, doc: "Renew Google tokens this long before they expire." },
+  { path: "cache.minRemainingSeconds", env: ["OCI2GCP_MIN_REMAINING_SECONDS"], type: "int", default: 600, doc: "Never serve a Google token with less than this left." },
+  { path: "cache.subjectRenewBeforeSeconds", env: ["OCI2GCP_SUBJECT_RENEW_BEFORE_SECONDS"], type: "int", default: 600, doc: "Renew the domain JWT and the OCI session this long before expiry." },
+  { path: "cache.subjectMinRemainingSeconds", env: ["OCI2GCP_SUBJECT_MIN_REMAINING_SECONDS"], type: "int", default: 120, doc: "Never serve a domain JWT with less than this left." },
+  // Upstream
+  { path: "upstream.timeoutMs", env: ["OCI2GCP_UPSTREAM_TIMEOUT_MS"], type: "int", default: 10000, doc: "Timeout of one upstream HTTP call." },
+  { path: "upstream.attempts", env: ["OCI2GCP_UPSTREAM_ATTEMPTS"], type: "int", default: 3, doc: "Attempts per upstream call on network errors, 5xx and 429." },
+  // Logging
+  { path: "log.level", env: ["OCI2GCP_LOG_LEVEL"], flag: "--log-level", type: "enum", values: LOG_LEVELS, default: "info", doc: "Log level." },
+];

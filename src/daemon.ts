@@ -1,0 +1,120 @@
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { format } from "node:util";
+import type { FastifyInstance } from "fastify";
+import { Chain } from "./chain.js";
+import { isLoopbackHost, type Config } from "./config/config.js";
+import type { Logger } from "./log.js";
+import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
+import { buildApp } from "./server/app.js";
+import type { CacheEvents } from "./token/cache.js";
+import type { TokenSource } from "./token/token-source.js";
+
+export interface Daemon {
+  /** http://host:port of the TCP listener. */
+  url: string;
+  app: FastifyInstance;
+  chain: Chain;
+  close(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  logger: Logger;
+  /** Extra observers of cache refreshes (metrics). */
+  events?: CacheEvents;
+  principal?: TokenSource<SigningIdentity>;
+  /** Fetch the default token at start, so the first client does not wait. Default true. */
+  warm?: boolean;
+}
+
+function keyFilesOf(config: Config): string[] {
+  const out: string[] = [];
+  const rp = config.oci.resourcePrincipal;
+  if (config.oci.principal === "resource" && rp.privateKey?.startsWith("/")) out.push(rp.privateKey);
+  if (config.oci.principal === "config-file" || config.oci.principal === "session") {
+    try {
+      const text = fs.readFileSync(config.oci.configFile, "utf8");
+      for (const m of text.matchAll(/^\s*key_file\s*=\s*(.+?)\s*$/gm)) out.push(m[1]!.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
+    } catch {
+      // Unreadable config files are reported by config validation.
+    }
+  }
+  return out;
+}
+
+/** Starts the chain and the HTTP listeners of `oci2gcp serve`. */
+export async function startDaemon(config: Config, o: DaemonOptions): Promise<Daemon> {
+  const log = o.logger;
+  const events: CacheEvents = {
+    onRefresh(e) {
+      if (e.ok) {
+        log.debug({ hop: e.hop, key: e.key, validForSeconds: Math.round((e.token!.expiresAt - Date.now()) / 1000), durationMs: e.durationMs }, "token renewed");
+      } else {
+        log.warn({ hop: e.hop, key: e.key, err: e.error, durationMs: e.durationMs }, "token renewal failed");
+      }
+      o.events?.onRefresh?.(e);
+    },
+  };
+  const chain = new Chain(config, events, { principal: o.principal });
+  const app = await buildApp({ config, chain, logger: log });
+
+  if (!isLoopbackHost(config.server.host)) {
+    log.warn({ host: config.server.host }, "listening on a non-loopback address: every host that can reach it can obtain Google tokens of this machine");
+  }
+  for (const f of keyFilesOf(config)) {
+    if (isWorldOrGroupReadable(f)) log.warn({ file: f }, `private key file ${f} can be read by users other than its owner; fix with: chmod 600 ${f}`);
+  }
+
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const addr = app.server.address() as AddressInfo;
+  const hostForUrl = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  const url = `http://${hostForUrl}:${addr.port}`;
+
+  let socketServer: http.Server | undefined;
+  if (config.server.socketPath) {
+    const p = config.server.socketPath;
+    if (fs.existsSync(p)) fs.unlinkSync(p);
+    socketServer = http.createServer((req, res) => app.routing(req, res));
+    await new Promise<void>((resolve, reject) => {
+      socketServer!.once("error", reject);
+      socketServer!.listen(p, () => resolve());
+    });
+    fs.chmodSync(p, parseInt(config.server.socketMode, 8));
+    log.info({ socket: p, mode: config.server.socketMode }, "listening on a Unix socket");
+  }
+  log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
+
+  if (o.warm !== false) {
+    chain.accessToken({ account: "default" }).then(
+      () => log.info("first Google token obtained: ready"),
+      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
+    );
+  }
+
+  return {
+    url,
+    app,
+    chain,
+    async close() {
+      if (socketServer) {
+        const s = socketServer;
+        await new Promise<void>((r) => s.close(() => r()));
+        s.closeAllConnections?.();
+      }
+      await app.close();
+      chain.close();
+    },
+  };
+}
+
+/**
+ * oci-common writes status lines with console.log, which would interleave with
+ * the JSON log on stdout. In the daemon they go to the logger (scrubbed) at debug.
+ */
+export function routeConsoleToLogger(log: Logger): void {
+  const to = (...args: unknown[]) => log.debug({ source: "oci-common" }, format(...args));
+  console.log = to;
+  console.info = to;
+  console.warn = (...args: unknown[]) => log.warn({ source: "library" }, format(...args));
+}

@@ -1,0 +1,52 @@
+import { EmulatorServer } from "./core.js";
+import { registerGoogle, type GoogleEmulator, type GoogleEmulatorOptions } from "./google/index.js";
+import { registerOci, type OciEmulator, type OciEmulatorOptions } from "./oci/index.js";
+
+export { EmulatorServer } from "./core.js";
+export type { OciEmulator, GoogleEmulator };
+
+export const DEMO_SERVICE_ACCOUNT = "oci-workload@demo-project.iam.gserviceaccount.com";
+export const DEMO_PROJECT_ID = "demo-project";
+
+export interface EmulatorsOptions {
+  host?: string;
+  port?: number;
+  oci?: OciEmulatorOptions;
+  google?: Partial<GoogleEmulatorOptions>;
+}
+
+export interface Emulators {
+  server: EmulatorServer;
+  url: string;
+  oci: OciEmulator;
+  google: GoogleEmulator;
+  close(): Promise<void>;
+}
+
+/**
+ * Both clouds on one loopback port: OCI instance metadata, federation and the
+ * identity domain, and Google STS and IAM Credentials, with the Google provider
+ * trusting the emulated identity domain's issuer, audience and keys.
+ */
+export async function startEmulators(opts: EmulatorsOptions = {}): Promise<Emulators> {
+  const server = new EmulatorServer();
+  const url = await server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1");
+  const oci = await registerOci(server, opts.oci);
+  const google = await registerGoogle(server, {
+    issuer: oci.domainIssuer,
+    allowedAudiences: [oci.domainUrl],
+    jwksUrl: oci.domainJwksUrl,
+    serviceAccounts: [DEMO_SERVICE_ACCOUNT],
+    ...opts.google,
+  });
+  return {
+    server,
+    url,
+    oci,
+    google,
+    async close() {
+      await oci.close();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import { HopError, isRetryableStatus, type Hop } from "../token/token-source.js";
+import { parseRetryAfter } from "../upstream/retry.js";
+
+interface GaxiosLike {
+  status?: number;
+  code?: string | number;
+  message?: string;
+  name?: string;
+  response?: { status?: number; data?: unknown; headers?: { get?(n: string): string | null } };
+  cause?: { code?: string; name?: string };
+}
+
+/**
+ * Turns what google-auth-library throws (GaxiosError, OAuth-converted errors)
+ * into a HopError that names the hop and repeats what Google said: the OAuth
+ * `error`/`error_description`, or Google's `error.status`/`error.message`.
+ */
+export function googleError(hop: Hop, what: string, e: unknown): HopError {
+  if (e instanceof HopError) return e;
+  const g = (e ?? {}) as GaxiosLike;
+  const status = g.response?.status ?? (typeof g.status === "number" ? g.status : undefined);
+  const data = g.response?.data;
+  if (status !== undefined) {
+    let code: string | undefined;
+    let desc: string | undefined;
+    if (data && typeof data === "object") {
+      const d = data as Record<string, unknown>;
+      if (typeof d.error === "string") {
+        code = d.error;
+        desc = typeof d.error_description === "string" ? d.error_description : undefined;
+      } else if (d.error && typeof d.error === "object") {
+        const ge = d.error as Record<string, unknown>;
+        code = typeof ge.status === "string" ? ge.status : undefined;
+        desc = typeof ge.message === "string" ? ge.message : undefined;
+      }
+    }
+    const said = code ? `${code}${desc ? `: ${desc}` : ""}` : typeof data === "string" ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}` : "no error details";
+    return new HopError(hop, `${what}: HTTP ${status}: ${said}`, {
+      status,
+      upstreamError: code,
+      retryable: isRetryableStatus(status),
+      retryAfterSeconds: parseRetryAfter(g.response?.headers?.get?.("retry-after")),
+      cause: e,
+    });
+  }
+  const timedOut = g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError";
+  const why = timedOut ? "no answer in time" : (g.cause?.code ?? (typeof g.code === "string" ? g.code : undefined) ?? g.message ?? String(e));
+  return new HopError(hop, `${what} failed: ${why}`, { retryable: true, cause: e });
+}

@@ -1,0 +1,125 @@
+import { AuthClient, Impersonated } from "google-auth-library";
+import { decodeJwtClaims } from "../oci/principal.js";
+import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import { withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { googleError } from "./errors.js";
+import { checkLifetime } from "./sts.js";
+import type { Transport } from "./transport.js";
+
+const HOP = "impersonation" as const;
+
+/**
+ * An AuthClient whose credential is the federated STS token from our own cache:
+ * the source client google-auth-library's Impersonated calls IAM Credentials with.
+ */
+class FederatedSourceClient extends AuthClient {
+  constructor(
+    private readonly federated: TokenSource,
+    transporter: Transport,
+    universeDomain: string,
+  ) {
+    super({ transporter: transporter as never, universe_domain: universeDomain });
+  }
+
+  async getAccessToken(): Promise<{ token: string }> {
+    return { token: (await this.federated.token()).value };
+  }
+
+  async getRequestHeaders(): Promise<Headers> {
+    const h = new Headers();
+    h.set("authorization", `Bearer ${(await this.federated.token()).value}`);
+    return h;
+  }
+
+  request: AuthClient["request"] = async (opts) => {
+    const headers = new Headers(opts.headers as ConstructorParameters<typeof Headers>[0]);
+    headers.set("authorization", `Bearer ${(await this.federated.token()).value}`);
+    return this.transporter.request({ ...opts, headers });
+  };
+}
+
+export interface ImpersonationOptions {
+  serviceAccount: string;
+  iamCredentialsUrl: string;
+  universeDomain: string;
+  transporter: Transport;
+  retry: RetryPolicy;
+}
+
+function impersonated(federated: TokenSource, o: ImpersonationOptions, scopes: string[], lifetimeSeconds: number): Impersonated {
+  return new Impersonated({
+    sourceClient: new FederatedSourceClient(federated, o.transporter, o.universeDomain),
+    targetPrincipal: o.serviceAccount,
+    targetScopes: scopes,
+    lifetime: lifetimeSeconds,
+    delegates: [],
+    endpoint: o.iamCredentialsUrl,
+  });
+}
+
+/** generateAccessToken for one service account and scope set. */
+export class ImpersonatedAccessTokenSource implements TokenSource {
+  private readonly client: Impersonated;
+
+  constructor(
+    federated: TokenSource,
+    private readonly o: ImpersonationOptions,
+    scopes: string[],
+    lifetimeSeconds: number,
+  ) {
+    this.client = impersonated(federated, o, scopes, lifetimeSeconds);
+  }
+
+  token(): Promise<Token> {
+    return withRetry(this.o.retry, async () => {
+      let tokens: { access_token?: string | null; expiry_date?: number | null };
+      try {
+        tokens = (await this.client.refreshAccessToken()).credentials;
+      } catch (e) {
+        throw googleError(HOP, `generateAccessToken for ${this.o.serviceAccount}`, e);
+      }
+      const now = Date.now();
+      if (typeof tokens.access_token !== "string" || tokens.access_token === "") {
+        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without an accessToken`, { retryable: true });
+      }
+      const exp = tokens.expiry_date;
+      if (typeof exp !== "number" || Number.isNaN(exp)) {
+        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without a valid expireTime`, { retryable: true });
+      }
+      checkLifetime(HOP, (exp - now) / 1000);
+      return { value: tokens.access_token, expiresAt: exp, obtainedAt: now };
+    });
+  }
+}
+
+/** generateIdToken for one service account, audience and claim set. */
+export class ImpersonatedIdTokenSource implements TokenSource {
+  private readonly client: Impersonated;
+
+  constructor(
+    federated: TokenSource,
+    private readonly o: ImpersonationOptions,
+    private readonly audience: string,
+    private readonly includeEmail: boolean,
+  ) {
+    this.client = impersonated(federated, o, [], 3600);
+  }
+
+  token(): Promise<Token> {
+    return withRetry(this.o.retry, async () => {
+      let jwt: string;
+      try {
+        jwt = await this.client.fetchIdToken(this.audience, { includeEmail: this.includeEmail });
+      } catch (e) {
+        throw googleError(HOP, `generateIdToken for ${this.o.serviceAccount}`, e);
+      }
+      const claims = typeof jwt === "string" ? decodeJwtClaims(jwt) : undefined;
+      const now = Date.now();
+      if (!claims || typeof claims.exp !== "number") {
+        throw new HopError(HOP, `generateIdToken for ${this.o.serviceAccount} answered with something that is not a JWT`, { retryable: true });
+      }
+      checkLifetime(HOP, claims.exp - now / 1000);
+      return { value: jwt, expiresAt: claims.exp * 1000, obtainedAt: now };
+    });
+  }
+}

@@ -1,0 +1,61 @@
+// Not re-exported from the package root; stable across google-auth-library 10.x.
+import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+import type { Transport } from "./transport.js";
+import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import { withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { googleError } from "./errors.js";
+
+const HOP = "STS" as const;
+export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+const MAX_LIFETIME_S = 12 * 3600;
+
+/** Checks an `expires_in` from Google: a positive, sane number of seconds. */
+export function checkLifetime(hop: "STS" | "impersonation", v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > MAX_LIFETIME_S) {
+    throw new HopError(hop, `the answer's lifetime is ${JSON.stringify(v)}, not between 1 s and ${MAX_LIFETIME_S} s`, { retryable: true });
+  }
+  return v;
+}
+
+/**
+ * Exchanges the domain JWT at Google STS (workload identity federation) for a
+ * federated access token, with google-auth-library's StsCredentials.
+ */
+export class StsTokenSource implements TokenSource {
+  private readonly sts: StsCredentials;
+
+  constructor(
+    private readonly subject: TokenSource,
+    private readonly opts: { stsUrl: string; audience: string; scopes: string[]; transporter: Transport; retry: RetryPolicy },
+  ) {
+    this.sts = new StsCredentials({ tokenExchangeEndpoint: opts.stsUrl, transporter: opts.transporter });
+  }
+
+  token(): Promise<Token> {
+    return withRetry(this.opts.retry, () => this.once());
+  }
+
+  private async once(): Promise<Token> {
+    const subject = await this.subject.token();
+    let res: Awaited<ReturnType<StsCredentials["exchangeToken"]>>;
+    try {
+      res = await this.sts.exchangeToken({
+        grantType: "urn:ietf:params:oauth:grant-type:token-exchange",
+        audience: this.opts.audience,
+        scope: this.opts.scopes,
+        requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
+        subjectToken: subject.value,
+        subjectTokenType: JWT_TOKEN_TYPE,
+      });
+    } catch (e) {
+      throw googleError(HOP, "token exchange", e);
+    }
+    const data = res as unknown as Record<string, unknown>;
+    if (!data || typeof data !== "object" || typeof data.access_token !== "string" || data.access_token === "") {
+      throw new HopError(HOP, "the token exchange answered 200 without an access_token", { retryable: true });
+    }
+    const now = Date.now();
+    const life = checkLifetime(HOP, data.expires_in);
+    return { value: data.access_token, expiresAt: now + life * 1000, obtainedAt: now };
+  }
+}

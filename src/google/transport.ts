@@ -1,0 +1,27 @@
+import { createRequire } from "node:module";
+import type { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+
+/** The transport type google-auth-library's clients take. */
+export type Transport = NonNullable<ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never>;
+
+// google-auth-library is CommonJS and checks `instanceof` against the CommonJS
+// build of gaxios; importing gaxios from ESM would load a second copy.
+const { Gaxios } = createRequire(import.meta.url)("gaxios") as { Gaxios: new (defaults: object) => Transport };
+
+/**
+ * The HTTP transport for google-auth-library's clients: a timeout on every call
+ * and no retries of its own, since each hop retries with its own policy
+ * (jittered backoff, Retry-After, nothing on 4xx) and the library's would
+ * multiply with it.
+ */
+export function transport(timeoutMs: number): Transport {
+  const g = new Gaxios({ timeout: timeoutMs });
+  g.interceptors.request.add({
+    resolved: async (opts) => {
+      opts.retry = false;
+      delete opts.retryConfig;
+      return opts;
+    },
+  });
+  return g;
+}

@@ -1,0 +1,125 @@
+import { HopError, isRetryableStatus, type Token, type TokenSource } from "../token/token-source.js";
+import { parseRetryAfter, snippet, withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { decodeJwtClaims, type SigningIdentity } from "./principal.js";
+import { signRequest } from "./signer.js";
+
+const HOP = "identity domain" as const;
+export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
+export const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+const CONTENT_TYPE = "application/x-www-form-urlencoded;charset=utf-8";
+/** Longest lifetime believed from an identity domain; anything longer is a broken answer. */
+const MAX_LIFETIME_S = 24 * 3600;
+/** Largest disagreement tolerated between `exp` and `expires_in` (clock skew). */
+const MAX_SKEW_S = 120;
+
+/** The domain JWT, with its claims for diagnostics (the claims are not secret; the token is). */
+export interface DomainToken extends Token {
+  readonly claims: Record<string, unknown>;
+}
+
+/** Form encoding that keeps `:` literal, as the documented request body shows it. */
+function formValue(v: string): string {
+  return encodeURIComponent(v).replace(/%3A/gi, ":");
+}
+
+export function tokenExchangeBody(scope: string, grantType = TOKEN_EXCHANGE_GRANT): string {
+  return `grant_type=${formValue(grantType)}&scope=${formValue(scope)}&requested_token_type=${formValue(ACCESS_TOKEN_TYPE)}`;
+}
+
+/**
+ * Exchanges the OCI principal for a domain JWT at the identity domain's
+ * `/oauth2/v1/token`, signing the request as the OCI Python SDK does.
+ */
+export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
+  private readonly url: URL;
+  private readonly body: string;
+
+  constructor(
+    private readonly principal: TokenSource<SigningIdentity>,
+    private readonly opts: { domainUrl: string; scope: string; timeoutMs: number; retry: RetryPolicy; grantType?: string },
+  ) {
+    this.url = new URL(`${opts.domainUrl}/oauth2/v1/token`);
+    this.body = tokenExchangeBody(opts.scope, opts.grantType);
+  }
+
+  token(): Promise<DomainToken> {
+    return withRetry(this.opts.retry, () => this.once());
+  }
+
+  private async once(): Promise<DomainToken> {
+    const id = await this.principal.token();
+    const req = signRequest({
+      method: "POST",
+      url: this.url,
+      body: this.body,
+      contentType: CONTENT_TYPE,
+      keyId: id.keyId,
+      privateKey: id.privateKey,
+    });
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(this.url, {
+        method: "POST",
+        headers: { ...req.headers, accept: "application/json" },
+        body: req.body,
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        redirect: "error",
+      });
+      text = await res.text();
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string } };
+      const why = err.name === "TimeoutError" ? `no answer within ${this.opts.timeoutMs} ms` : (err.cause?.code ?? err.message);
+      throw new HopError(HOP, `POST ${this.url.origin}/oauth2/v1/token failed: ${why}`, { retryable: true, cause: e });
+    }
+    return parseDomainAnswer(res.status, text, res.headers.get("retry-after"));
+  }
+}
+
+export function parseDomainAnswer(status: number, text: string, retryAfter: string | null): DomainToken {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const obj = body && typeof body === "object" ? (body as Record<string, unknown>) : undefined;
+  if (status !== 200) {
+    const error = typeof obj?.error === "string" ? obj.error : typeof obj?.code === "string" ? obj.code : undefined;
+    const desc =
+      typeof obj?.error_description === "string" ? obj.error_description : typeof obj?.message === "string" ? obj.message : undefined;
+    const said = error ? `${error}${desc ? `: ${desc}` : ""}` : obj ? snippet(text) : `non-JSON body: ${snippet(text)}`;
+    throw new HopError(HOP, `HTTP ${status}: ${said}`, {
+      status,
+      upstreamError: error,
+      retryable: isRetryableStatus(status),
+      retryAfterSeconds: parseRetryAfter(retryAfter),
+    });
+  }
+  if (!obj) throw new HopError(HOP, `HTTP 200 with a body that is not JSON: ${snippet(text, 80)}`, { retryable: true });
+  const tok = obj.access_token;
+  if (typeof tok !== "string" || tok === "") throw new HopError(HOP, "HTTP 200 without an access_token", { retryable: true });
+  const claims = decodeJwtClaims(tok);
+  if (!claims) throw new HopError(HOP, "the access_token is not a JWT", { retryable: true });
+  const now = Date.now();
+  const exp = claims.exp;
+  if (typeof exp !== "number" || !Number.isFinite(exp)) throw new HopError(HOP, "the domain JWT has no numeric exp claim", { retryable: true });
+  const expiresIn = obj.expires_in;
+  if (expiresIn !== undefined) {
+    if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn <= 0 || expiresIn > MAX_LIFETIME_S) {
+      throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, { retryable: true });
+    }
+    const skew = Math.round(exp - (now / 1000 + expiresIn));
+    if (Math.abs(skew) > MAX_SKEW_S) {
+      throw new HopError(HOP, `the domain JWT's exp disagrees with expires_in by ${skew} s: this machine's clock and the identity domain's differ; fix the clock (NTP)`, { retryable: true });
+    }
+  }
+  if (exp * 1000 <= now) throw new HopError(HOP, `the domain JWT expired ${Math.round(now / 1000 - exp)} s ago on arrival: check this machine's clock`, { retryable: true });
+  if (exp - now / 1000 > MAX_LIFETIME_S + MAX_SKEW_S) throw new HopError(HOP, "the domain JWT's exp is more than a day away: check this machine's clock", { retryable: true });
+  const iat = claims.iat;
+  if (typeof iat === "number" && iat - now / 1000 > MAX_SKEW_S) {
+    throw new HopError(HOP, `the domain JWT was issued ${Math.round(iat - now / 1000)} s in the future: this machine's clock is behind; fix it (NTP)`, { retryable: true });
+  }
+  const expiresAt = Math.min(exp * 1000, expiresIn !== undefined ? now + (expiresIn as number) * 1000 : Infinity);
+  return { value: tok, expiresAt, obtainedAt: now, claims };
+}

@@ -1,0 +1,82 @@
+import crypto from "node:crypto";
+import { promisify } from "node:util";
+
+const generateKeyPair = promisify(crypto.generateKeyPair);
+
+async function newPair(): Promise<{ publicKey: string; privateKey: string }> {
+  return generateKeyPair("rsa", {
+    modulusLength: 2048,
+    publicExponent: 65537,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+}
+
+class PemKeyPair {
+  constructor(
+    private readonly pub: string,
+    private readonly priv: string,
+  ) {}
+  getPublic(): string {
+    return this.pub;
+  }
+  getPrivate(): string {
+    return this.priv;
+  }
+}
+
+/**
+ * A session key supplier for oci-common's federation clients that generates the
+ * next RSA key pair in the thread pool ahead of time. oci-common's own supplier
+ * calls generateKeyPairSync at every refresh, which stalls the event loop (and
+ * every client waiting on the daemon) for tens of milliseconds.
+ */
+export class PregeneratedSessionKeySupplier {
+  private current: PemKeyPair;
+  private next?: { publicKey: string; privateKey: string };
+  private pending?: Promise<void>;
+
+  private constructor(first: { publicKey: string; privateKey: string }) {
+    this.current = new PemKeyPair(first.publicKey, first.privateKey);
+    this.prepare();
+  }
+
+  static async create(): Promise<PregeneratedSessionKeySupplier> {
+    return new PregeneratedSessionKeySupplier(await newPair());
+  }
+
+  /** Resolves when the next key pair is ready, so a refresh will not block. */
+  ready(): Promise<void> {
+    return this.pending ?? Promise.resolve();
+  }
+
+  getKeyPair(): PemKeyPair {
+    return this.current;
+  }
+
+  refreshKeys(): void {
+    const n =
+      this.next ??
+      crypto.generateKeyPairSync("rsa", {
+        modulusLength: 2048,
+        publicExponent: 65537,
+        publicKeyEncoding: { type: "spki", format: "pem" },
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      });
+    this.next = undefined;
+    this.current = new PemKeyPair(n.publicKey, n.privateKey);
+    this.prepare();
+  }
+
+  private prepare(): void {
+    if (this.pending) return;
+    this.pending = newPair()
+      .then((p) => {
+        this.next = p;
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.pending = undefined;
+      });
+  }
+}

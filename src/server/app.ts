@@ -1,0 +1,83 @@
+import os from "node:os";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import rateLimit from "@fastify/rate-limit";
+import type { Chain } from "../chain.js";
+import type { Config } from "../config/config.js";
+import type { Logger } from "../log.js";
+import { UpstreamBudget } from "./budget.js";
+import { makeGuard } from "./guard.js";
+import { metadataPlugin } from "./metadata.js";
+import { opsPlugin } from "./ops.js";
+import { notFound, text } from "./respond.js";
+import { subjectTokenPlugin } from "./subject-token.js";
+
+export const LIMITS = { maxScopes: 32, maxScopeLength: 256, maxAudienceLength: 2048, maxUrlLength: 8192 };
+
+function ownHosts(host: string): string[] {
+  if (host === "0.0.0.0" || host === "::") {
+    return Object.values(os.networkInterfaces())
+      .flat()
+      .map((i) => i?.address)
+      .filter((a): a is string => !!a);
+  }
+  return [host];
+}
+
+/** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
+export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger }): Promise<FastifyInstance> {
+  const { config, chain } = opts;
+  const app: FastifyInstance = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    // Per-request lines go out at debug level only (onResponse below): nothing per cached hit by default.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    // Routes that differ by a trailing slash are different, as on the real server.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
+  });
+  if (opts.logger.isLevelEnabled("debug")) {
+    app.addHook("onResponse", async (req, reply) => {
+      req.log.debug({ method: req.method, route: req.routeOptions.url ?? "(none)", status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+    });
+  }
+
+  app.addHook("onRequest", async (req, reply) => {
+    if (req.url.length > LIMITS.maxUrlLength) {
+      return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
+    }
+  });
+  app.addHook("onRequest", makeGuard({ ownHosts: ownHosts(config.server.host) }));
+  await app.register(rateLimit, {
+    global: true,
+    max: config.server.maxRequestsPerMinute,
+    timeWindow: 60_000,
+    cache: 10_000,
+    // The real metadata server sends no rate-limit headers; send them only when refusing.
+    addHeadersOnExceeding: { "x-ratelimit-limit": false, "x-ratelimit-remaining": false, "x-ratelimit-reset": false },
+  });
+
+  const budget = new UpstreamBudget(config.server.upstreamBudgetPerMinute);
+  const admit = (req: FastifyRequest) => budget.admitter(req.ip);
+
+  await app.register(metadataPlugin, {
+    chain,
+    projectId: config.google.projectId,
+    projectNumber: config.google.projectNumber,
+    universeDomain: config.google.universeDomain,
+    admit,
+    limits: LIMITS,
+  });
+  await app.register(subjectTokenPlugin, { chain, admit });
+  await app.register(opsPlugin, { chain, startedAt: Date.now() });
+
+  app.get("/", (_req, reply) => text(reply, "computeMetadata/\n"));
+
+  app.setNotFoundHandler((_req, reply) => notFound(reply));
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ err, url: req.routeOptions.url }, "unexpected error");
+    return text(reply, `oci2gcp: ${status < 500 ? err.message : "internal error"}\n`, status);
+  });
+  return app;
+}

@@ -1,0 +1,169 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Chain } from "../chain.js";
+import { failText, json, notFound, text } from "./respond.js";
+
+export interface MetadataOptions {
+  chain: Chain;
+  projectId?: string;
+  projectNumber: string;
+  universeDomain: string;
+  /** Asked before a request may start new upstream calls; false means 429. */
+  admit: (req: FastifyRequest) => () => boolean;
+  limits: { maxScopes: number; maxScopeLength: number; maxAudienceLength: number };
+}
+
+type Q = Record<string, string | string[] | undefined>;
+
+function one(q: Q, k: string): string | undefined {
+  const v = q[k];
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
+function isTrue(v: string | undefined): boolean {
+  return v !== undefined && /^(true|1)$/i.test(v);
+}
+
+/** `default` and every configured email, each with what the metadata server says of it. */
+function accountsView(o: MetadataOptions): { name: string; email: string; aliases: string[] }[] {
+  const accts = o.chain.accounts;
+  if (accts.length === 0) return [{ name: "default", email: "default", aliases: ["default"] }];
+  return accts.map((email, i) => ({ name: email, email, aliases: i === 0 ? ["default"] : [] }));
+}
+
+/**
+ * The GCE metadata API, as much of it as Google's client libraries, gcloud and
+ * Terraform use: project, universe, and service accounts with their tokens.
+ */
+export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): Promise<void> {
+  const scopesText = (s: string[]) => s.map((x) => `${x}\n`).join("");
+  const saJson = (a: { email: string; aliases: string[] }) => ({ aliases: a.aliases, email: a.email, scopes: o.chain.defaultScopes });
+
+  const lookup = (name: string) => {
+    const all = accountsView(o);
+    if (name === "default") return all[0];
+    return all.find((a) => a.email === name);
+  };
+
+  app.get("/computeMetadata", (_req, reply) => reply.redirect("/computeMetadata/", 301));
+  app.get("/computeMetadata/", (_req, reply) => text(reply, "v1/\n"));
+  app.get("/computeMetadata/v1", (_req, reply) => reply.redirect("/computeMetadata/v1/", 301));
+  app.get("/computeMetadata/v1/", (req, reply) => {
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveRoot());
+    return text(reply, "instance/\noslogin/\nproject/\nuniverse/\n");
+  });
+
+  const recursiveInstance = () => ({
+    serviceAccounts: Object.fromEntries([
+      ["default", saJson(accountsView(o)[0]!)],
+      ...(o.chain.accounts.length ? accountsView(o).map((a) => [a.email, saJson(a)]) : []),
+    ]),
+  });
+  const recursiveProject = () => ({ numericProjectId: Number(o.projectNumber), projectId: o.projectId ?? "" });
+  const recursiveRoot = () => ({
+    instance: recursiveInstance(),
+    oslogin: {},
+    project: recursiveProject(),
+    universe: { universeDomain: o.universeDomain },
+  });
+
+  const instance = (req: FastifyRequest, reply: FastifyReply) => {
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance());
+    return text(reply, "service-accounts/\n");
+  };
+  app.get("/computeMetadata/v1/instance", instance);
+  app.get("/computeMetadata/v1/instance/", instance);
+
+  app.get("/computeMetadata/v1/oslogin/", (_req, reply) => text(reply, ""));
+  app.get("/computeMetadata/v1/oslogin", (_req, reply) => reply.redirect("/computeMetadata/v1/oslogin/", 301));
+
+  app.get("/computeMetadata/v1/project", (_req, reply) => reply.redirect("/computeMetadata/v1/project/", 301));
+  app.get("/computeMetadata/v1/project/", (req, reply) => {
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveProject());
+    return text(reply, o.projectId ? "numeric-project-id\nproject-id\n" : "numeric-project-id\n");
+  });
+  app.get("/computeMetadata/v1/project/project-id", (_req, reply) =>
+    o.projectId ? text(reply, o.projectId) : notFound(reply, "No project id is configured: set google.projectId or $GOOGLE_CLOUD_PROJECT."),
+  );
+  app.get("/computeMetadata/v1/project/numeric-project-id", (_req, reply) => text(reply, o.projectNumber));
+
+  app.get("/computeMetadata/v1/universe", (_req, reply) => reply.redirect("/computeMetadata/v1/universe/", 301));
+  app.get("/computeMetadata/v1/universe/", (req, reply) => {
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, { universeDomain: o.universeDomain });
+    return text(reply, "universe-domain\n");
+  });
+  app.get("/computeMetadata/v1/universe/universe-domain", (_req, reply) => text(reply, o.universeDomain));
+  app.get("/computeMetadata/v1/universe/universe_domain", (_req, reply) => text(reply, o.universeDomain));
+
+  const base = "/computeMetadata/v1/instance/service-accounts";
+  app.get(base, (_req, reply) => reply.redirect(`${base}/`, 301));
+  app.get(`${base}/`, (req, reply) => {
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance().serviceAccounts);
+    const names = ["default", ...(o.chain.accounts.length ? o.chain.accounts : [])];
+    return text(reply, names.map((n) => `${n}/\n`).join(""));
+  });
+
+  type P = { Params: { account: string } };
+  app.get<P>(`${base}/:account`, (req, reply) => {
+    if (!lookup(req.params.account)) return notFound(reply);
+    return reply.redirect(`${base}/${encodeURIComponent(req.params.account)}/`, 301);
+  });
+  app.get<P>(`${base}/:account/`, (req, reply) => {
+    const a = lookup(req.params.account);
+    if (!a) return notFound(reply);
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, saJson(a));
+    return text(reply, "aliases\nemail\nidentity\nscopes\ntoken\n");
+  });
+  app.get<P>(`${base}/:account/email`, (req, reply) => {
+    const a = lookup(req.params.account);
+    return a ? text(reply, a.email) : notFound(reply);
+  });
+  app.get<P>(`${base}/:account/aliases`, (req, reply) => {
+    const a = lookup(req.params.account);
+    return a ? text(reply, a.aliases.map((x) => `${x}\n`).join("")) : notFound(reply);
+  });
+  app.get<P>(`${base}/:account/scopes`, (req, reply) => {
+    const a = lookup(req.params.account);
+    return a ? text(reply, scopesText(o.chain.defaultScopes)) : notFound(reply);
+  });
+
+  app.get<P>(`${base}/:account/token`, async (req, reply) => {
+    const a = lookup(req.params.account);
+    if (!a) return notFound(reply);
+    const raw = one(req.query as Q, "scopes");
+    let scopes: string[] | undefined;
+    if (raw !== undefined) {
+      scopes = raw.split(/[,\s]+/).filter(Boolean);
+      if (scopes.length > o.limits.maxScopes || scopes.some((s) => s.length > o.limits.maxScopeLength)) {
+        return text(reply, `oci2gcp: at most ${o.limits.maxScopes} scopes of at most ${o.limits.maxScopeLength} characters each\n`, 400);
+      }
+    }
+    try {
+      const t = await o.chain.accessToken({ account: req.params.account, scopes, admit: o.admit(req) });
+      const expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000);
+      return json(reply, `{"access_token":${JSON.stringify(t.value)},"expires_in":${expiresIn},"token_type":"Bearer"}`);
+    } catch (e) {
+      return failText(reply, e);
+    }
+  });
+
+  app.get<P>(`${base}/:account/identity`, async (req, reply) => {
+    const a = lookup(req.params.account);
+    if (!a) return notFound(reply);
+    const q = req.query as Q;
+    const audience = one(q, "audience");
+    if (!audience) return text(reply, "non-empty audience parameter required\n", 400);
+    if (audience.length > o.limits.maxAudienceLength) {
+      return text(reply, `oci2gcp: the audience is longer than ${o.limits.maxAudienceLength} characters\n`, 400);
+    }
+    const format = one(q, "format") ?? "standard";
+    if (format !== "standard" && format !== "full") return text(reply, "format must be standard or full\n", 400);
+    const licenses = one(q, "licenses");
+    if (licenses !== undefined && !/^(true|false)$/i.test(licenses)) return text(reply, "licenses must be TRUE or FALSE\n", 400);
+    try {
+      const t = await o.chain.idToken({ account: req.params.account, audience, format, admit: o.admit(req) });
+      return text(reply, t.value);
+    } catch (e) {
+      return failText(reply, e);
+    }
+  });
+}

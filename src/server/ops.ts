@@ -1,0 +1,38 @@
+import type { FastifyInstance } from "fastify";
+import type { Chain } from "../chain.js";
+import { json, text } from "./respond.js";
+
+export const STATUS_PATH = "/oci2gcp/v1/status";
+
+/** Liveness, readiness and the cache status (kinds, keys, times; never tokens). */
+export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; startedAt: number }): Promise<void> {
+  app.get("/healthz", (_req, reply) => text(reply, "ok\n"));
+
+  app.get("/readyz", async (_req, reply) => {
+    // Ready means a token can be served now: from cache, or by obtaining one.
+    try {
+      await o.chain.accessToken({ account: "default" });
+      return text(reply, "ready\n");
+    } catch (e) {
+      const hop = (e as { hop?: string }).hop;
+      reply.header("retry-after", "5");
+      return text(reply, `not ready: ${hop ? `the ${hop} hop failed: ` : ""}${e instanceof Error ? e.message : String(e)}\n`, 503);
+    }
+  });
+
+  app.get(STATUS_PATH, (_req, reply) => {
+    const now = Date.now();
+    const caches = o.chain.states().map(({ kind, state }) => ({
+      kind,
+      hop: state.hop,
+      key: state.key,
+      expiresInSeconds: state.token ? Math.floor((state.token.expiresAt - now) / 1000) : null,
+      obtainedAt: state.token ? new Date(state.token.obtainedAt).toISOString() : null,
+      lastSuccessAt: state.lastSuccessAt ? new Date(state.lastSuccessAt).toISOString() : null,
+      refreshing: state.refreshing,
+      lastError: state.lastError ?? null,
+      lastErrorAt: state.lastErrorAt ? new Date(state.lastErrorAt).toISOString() : null,
+    }));
+    return json(reply, { startedAt: new Date(o.startedAt).toISOString(), accounts: o.chain.accounts, caches });
+  });
+}

@@ -1,0 +1,69 @@
+import type { FastifyReply } from "fastify";
+import { BudgetExceededError } from "../token/cache.js";
+import { HopError } from "../token/token-source.js";
+import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
+
+export const TEXT = "application/text";
+export const JSON_TYPE = "application/json";
+
+/** The headers every answer of the real metadata server carries. */
+export function metadataHeaders(reply: FastifyReply, contentType: string): FastifyReply {
+  return reply.headers({
+    "metadata-flavor": "Google",
+    "content-type": contentType,
+    server: "Metadata Server for VM",
+    "x-xss-protection": "0",
+    "x-frame-options": "SAMEORIGIN",
+  });
+}
+
+// Bodies go out as Buffers: for strings Fastify would append "; charset=utf-8" to
+// the content type, and older Python google-auth compares it with "application/json" whole.
+export function text(reply: FastifyReply, body: string, status = 200): FastifyReply {
+  return metadataHeaders(reply, TEXT).code(status).send(Buffer.from(body));
+}
+
+export function json(reply: FastifyReply, body: unknown, status = 200): FastifyReply {
+  return metadataHeaders(reply, JSON_TYPE)
+    .code(status)
+    .send(Buffer.from(typeof body === "string" ? body : JSON.stringify(body)));
+}
+
+export function notFound(reply: FastifyReply, what = "The requested URL was not found on this server."): FastifyReply {
+  return metadataHeaders(reply, "text/html; charset=UTF-8").code(404).send(Buffer.from(`<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n<p><b>404.</b> <ins>${escapeHtml(what)}</ins></p>\n`));
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export interface UpstreamFailure {
+  status: number;
+  retryAfter?: number;
+  message: string;
+  hop?: string;
+}
+
+/** How an error of the chain reaches an HTTP client: status, Retry-After and a message naming the hop. */
+export function describeFailure(e: unknown): UpstreamFailure {
+  if (e instanceof BudgetExceededError) {
+    return { status: 429, retryAfter: 60, message: `oci2gcp: ${e.message}`, hop: e.hop };
+  }
+  if (e instanceof NoSuchAccountError) return { status: 404, message: `oci2gcp: ${e.message}` };
+  if (e instanceof NoImpersonationError) return { status: 404, message: `oci2gcp: ${e.message}` };
+  if (e instanceof HopError) {
+    return {
+      status: 503,
+      retryAfter: Math.max(1, Math.min(300, e.retryAfterSeconds ?? 5)),
+      message: `oci2gcp: no valid token: the ${e.hop} hop failed: ${e.message.startsWith(`${e.hop}: `) ? e.message.slice(e.hop.length + 2) : e.message}`,
+      hop: e.hop,
+    };
+  }
+  return { status: 503, retryAfter: 5, message: `oci2gcp: no valid token: ${e instanceof Error ? e.message : String(e)}` };
+}
+
+export function failText(reply: FastifyReply, e: unknown): FastifyReply {
+  const f = describeFailure(e);
+  if (f.retryAfter !== undefined) reply.header("retry-after", String(f.retryAfter));
+  return text(reply, `${f.message}\n`, f.status);
+}

@@ -1,0 +1,263 @@
+import { LRUCache } from "lru-cache";
+import { HopError, type Hop, type Token, type TokenSource } from "./token-source.js";
+
+export interface CachePolicy {
+  /** Start renewing when less than this remains (ms). */
+  renewBeforeMs: number;
+  /** Never hand out a token with less than this remaining (ms). */
+  minRemainingMs: number;
+  /** First retry delay after a failed renewal (ms); doubles up to maxBackoffMs, with jitter. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+export const DEFAULT_BACKOFF = { minBackoffMs: 1_000, maxBackoffMs: 30_000 };
+
+export interface CacheEvents {
+  /** A refresh finished: `ok` with the new token, or the error. */
+  onRefresh?(e: { hop: Hop; key: string; ok: boolean; token?: Token; error?: unknown; durationMs: number }): void;
+}
+
+export interface CacheState {
+  key: string;
+  hop: Hop;
+  token?: { expiresAt: number; obtainedAt: number };
+  refreshing: boolean;
+  lastError?: string;
+  lastErrorAt?: number;
+  lastSuccessAt?: number;
+}
+
+/**
+ * Keeps a token from an upstream source until shortly before it expires, as
+ * oauth2's ReuseTokenSource does, and adds what a shared daemon needs:
+ *
+ * - one refresh at a time, however many callers wait (single flight);
+ * - renewal `renewBeforeMs` ahead of expiry, in the background while the
+ *   cached token is still good, so callers never wait on a warm cache;
+ * - a floor: a token with less than `minRemainingMs` left is never handed out;
+ * - after a failure, backoff with jitter before the next upstream attempt, while
+ *   the old token keeps being served; the error is never cached as a token;
+ * - renewal continues on a timer only while the token is being used, so idle
+ *   variants (an audience asked for once) cost nothing upstream.
+ *
+ * For tokens shorter than twice the margin (seen with very short lifetimes),
+ * renewal starts at half the lifetime and the floor is a quarter of it.
+ */
+export class CachingTokenSource<T extends Token = Token> implements TokenSource<T> {
+  private current?: T;
+  private inflight?: Promise<T>;
+  private lastError?: unknown;
+  private lastErrorAt?: number;
+  private lastSuccessAt?: number;
+  private failures = 0;
+  private nextAttemptAt = 0;
+  private usedSinceRefresh = false;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly source: TokenSource<T>,
+    readonly hop: Hop,
+    private readonly policy: CachePolicy,
+    readonly key = "",
+    private readonly events: CacheEvents = {},
+  ) {}
+
+  /**
+   * A token that is good for at least the floor, from cache when possible.
+   * `admit` is asked only when this call would start an upstream call that the
+   * caller has to wait for (a cold or expired cache); joining a refresh already
+   * under way, or a background renewal, is never charged.
+   */
+  token(admit?: () => boolean): Promise<T> {
+    const now = Date.now();
+    const cur = this.current;
+    this.usedSinceRefresh = true;
+    if (cur) {
+      const left = cur.expiresAt - now;
+      const { renewAt, floor } = this.margins(cur);
+      if (left > floor) {
+        if (now >= renewAt && !this.inflight && now >= this.nextAttemptAt) void this.refresh().catch(() => {});
+        return Promise.resolve(cur);
+      }
+    }
+    if (this.inflight) return this.inflight;
+    if (now < this.nextAttemptAt && this.lastError !== undefined) {
+      return Promise.reject(this.backoffError(now));
+    }
+    if (admit && !admit()) return Promise.reject(new BudgetExceededError(this.hop));
+    return this.refresh();
+  }
+
+  /** The cached token if it is above the floor; no upstream call. */
+  peek(): T | undefined {
+    const cur = this.current;
+    if (!cur) return undefined;
+    return cur.expiresAt - Date.now() > this.margins(cur).floor ? cur : undefined;
+  }
+
+  state(): CacheState {
+    return {
+      key: this.key,
+      hop: this.hop,
+      token: this.current && { expiresAt: this.current.expiresAt, obtainedAt: this.current.obtainedAt },
+      refreshing: this.inflight !== undefined,
+      lastError: this.lastError === undefined ? undefined : errorMessage(this.lastError),
+      lastErrorAt: this.lastErrorAt,
+      lastSuccessAt: this.lastSuccessAt,
+    };
+  }
+
+  /** The error of the last failed refresh, while no success has come since. */
+  get failure(): unknown {
+    return this.lastError;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private margins(t: Token): { renewAt: number; floor: number } {
+    const life = Math.max(0, t.expiresAt - t.obtainedAt);
+    const renewBefore = Math.min(this.policy.renewBeforeMs, life / 2);
+    const floor = Math.min(this.policy.minRemainingMs, life / 4);
+    return { renewAt: t.expiresAt - renewBefore, floor };
+  }
+
+  private backoffError(now: number): HopError {
+    const err = this.lastError;
+    const waitS = Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000));
+    if (err instanceof HopError) {
+      return new HopError(err.hop, stripHop(err), {
+        status: err.status,
+        upstreamError: err.upstreamError,
+        retryable: true,
+        retryAfterSeconds: Math.max(waitS, err.retryAfterSeconds ?? 0),
+        cause: err,
+      });
+    }
+    return new HopError(this.hop, errorMessage(err), { retryable: true, retryAfterSeconds: waitS, cause: err });
+  }
+
+  private refresh(): Promise<T> {
+    if (this.inflight) return this.inflight;
+    const started = Date.now();
+    this.usedSinceRefresh = false;
+    const p = (async () => {
+      try {
+        const t = await this.source.token();
+        const now = Date.now();
+        if (!(t.expiresAt > now + this.margins(t).floor)) {
+          throw new HopError(this.hop, `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`, { retryable: true });
+        }
+        this.current = t;
+        this.lastError = undefined;
+        this.lastErrorAt = undefined;
+        this.failures = 0;
+        this.nextAttemptAt = 0;
+        this.lastSuccessAt = now;
+        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: true, token: t, durationMs: now - started });
+        this.schedule(this.margins(t).renewAt - now);
+        return t;
+      } catch (e) {
+        const now = Date.now();
+        this.lastError = e;
+        this.lastErrorAt = now;
+        this.failures += 1;
+        const base = Math.min(this.policy.maxBackoffMs, this.policy.minBackoffMs * 2 ** (this.failures - 1));
+        let delay = base / 2 + Math.random() * (base / 2);
+        if (e instanceof HopError && e.retryAfterSeconds) delay = Math.max(delay, e.retryAfterSeconds * 1000);
+        this.nextAttemptAt = now + delay;
+        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: false, error: e, durationMs: now - started });
+        if (this.current && this.current.expiresAt > now) this.schedule(delay);
+        throw e;
+      } finally {
+        this.inflight = undefined;
+      }
+    })();
+    this.inflight = p;
+    return p;
+  }
+
+  private schedule(inMs: number): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const cur = this.current;
+      const now = Date.now();
+      // Only tokens in use are renewed in the background; others renew on next use.
+      if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
+      if (cur && cur.expiresAt <= now) return;
+      if (this.inflight) return;
+      void this.refresh().catch(() => {});
+    }, Math.max(0, inMs));
+    this.timer.unref();
+  }
+}
+
+/** The caller's budget of new upstream calls is spent. */
+export class BudgetExceededError extends Error {
+  constructor(readonly hop: Hop) {
+    super(`too many requests that need new upstream calls (${hop}); the cached tokens are still served`);
+    this.name = "BudgetExceededError";
+  }
+}
+
+function stripHop(e: HopError): string {
+  const prefix = `${e.hop}: `;
+  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
+  return String(e);
+}
+
+/**
+ * Variants of one hop keyed by what distinguishes them (a scope set, an
+ * audience), each with its own cache, in a bounded LRU: a client asking for
+ * endless new audiences evicts old entries instead of growing the daemon.
+ */
+export class KeyedTokenCache {
+  private readonly lru: LRUCache<string, CachingTokenSource>;
+
+  constructor(
+    private readonly hop: Hop,
+    private readonly policy: CachePolicy,
+    max: number,
+    private readonly events: CacheEvents = {},
+  ) {
+    this.lru = new LRUCache({ max, dispose: (v) => v.close() });
+  }
+
+  /** The cache for `key`, made with `make()` on first use. */
+  get(key: string, make: () => TokenSource): CachingTokenSource {
+    let c = this.lru.get(key);
+    if (!c) {
+      c = new CachingTokenSource(make(), this.hop, this.policy, key, this.events);
+      this.lru.set(key, c);
+    }
+    return c;
+  }
+
+  has(key: string): boolean {
+    return this.lru.has(key);
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+
+  entries(): CachingTokenSource[] {
+    return [...this.lru.values()];
+  }
+
+  close(): void {
+    this.lru.clear();
+  }
+}
