@@ -8,6 +8,7 @@ import { isLoopbackHost, type Config } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
 import { buildApp } from "./server/app.js";
+import { Metrics } from "./server/metrics.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
 
@@ -16,6 +17,7 @@ export interface Daemon {
   url: string;
   app: FastifyInstance;
   chain: Chain;
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,7 @@ function keyFilesOf(config: Config): string[] {
 /** Starts the chain and the HTTP listeners of `oci2gcp serve`. */
 export async function startDaemon(config: Config, o: DaemonOptions): Promise<Daemon> {
   const log = o.logger;
+  const metrics = new Metrics();
   const events: CacheEvents = {
     onRefresh(e) {
       if (e.ok) {
@@ -53,11 +56,13 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
       } else {
         log.warn({ hop: e.hop, key: e.key, err: e.error, durationMs: e.durationMs }, "token renewal failed");
       }
+      metrics.events.onRefresh?.(e);
       o.events?.onRefresh?.(e);
     },
   };
   const chain = new Chain(config, events, { principal: o.principal });
-  const app = await buildApp({ config, chain, logger: log });
+  metrics.attach(chain);
+  const app = await buildApp({ config, chain, logger: log, metrics });
 
   if (!isLoopbackHost(config.server.host)) {
     log.warn({ host: config.server.host }, "listening on a non-loopback address: every host that can reach it can obtain Google tokens of this machine");
@@ -96,6 +101,7 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
     url,
     app,
     chain,
+    metrics,
     async close() {
       if (socketServer) {
         const s = socketServer;

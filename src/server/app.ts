@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
 import { makeGuard } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
+import type { Metrics } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
 import { notFound, text } from "./respond.js";
 import { subjectTokenPlugin } from "./subject-token.js";
@@ -24,7 +25,7 @@ function ownHosts(host: string): string[] {
 }
 
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
-export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger }): Promise<FastifyInstance> {
+export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const app: FastifyInstance = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -47,6 +48,7 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
     }
   });
+  opts.metrics?.register(app);
   app.addHook("onRequest", makeGuard({ ownHosts: ownHosts(config.server.host) }));
   await app.register(rateLimit, {
     global: true,

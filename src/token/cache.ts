@@ -26,6 +26,9 @@ export interface CacheState {
   lastError?: string;
   lastErrorAt?: number;
   lastSuccessAt?: number;
+  /** Lookups answered from the cache, and lookups that waited for an upstream call. */
+  hits: number;
+  misses: number;
 }
 
 /**
@@ -55,6 +58,8 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   private usedSinceRefresh = false;
   private timer?: NodeJS.Timeout;
   private closed = false;
+  private hits = 0;
+  private misses = 0;
 
   constructor(
     private readonly source: TokenSource<T>,
@@ -78,10 +83,12 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
       const left = cur.expiresAt - now;
       const { renewAt, floor } = this.margins(cur);
       if (left > floor) {
+        this.hits++;
         if (now >= renewAt && !this.inflight && now >= this.nextAttemptAt) void this.refresh().catch(() => {});
         return Promise.resolve(cur);
       }
     }
+    this.misses++;
     if (this.inflight) return this.inflight;
     if (now < this.nextAttemptAt && this.lastError !== undefined) {
       return Promise.reject(this.backoffError(now));
@@ -106,6 +113,8 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
       lastError: this.lastError === undefined ? undefined : errorMessage(this.lastError),
       lastErrorAt: this.lastErrorAt,
       lastSuccessAt: this.lastSuccessAt,
+      hits: this.hits,
+      misses: this.misses,
     };
   }
 

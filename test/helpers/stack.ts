@@ -1,3 +1,7 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { startDaemon, type Daemon } from "../../src/daemon.js";
@@ -45,7 +49,13 @@ export interface StackOptions {
   serviceAccounts?: string[];
   logLevel?: string;
   warm?: boolean;
-  principal?: TokenSource<SigningIdentity>;
+  /** A principal in place of the configured one; a function gets the started emulators. */
+  principal?: TokenSource<SigningIdentity> | ((emu: Emulators) => TokenSource<SigningIdentity>);
+  /**
+   * More overrides computed once the emulators run (material they mint, files
+   * written from it, a proxy in front of them); applied after `overrides`.
+   */
+  configure?: (emu: Emulators) => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 /** Emulated clouds and a daemon wired to them, in this process, on loopback. */
@@ -55,23 +65,33 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     ...o.emulators,
     google: { serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT], ...o.emulators?.google },
   });
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      "oci.principal": "instance",
-      "oci.metadataUrl": emu.oci.metadataBaseUrl,
-      "oci.federationUrl": emu.oci.federationEndpoint,
-      "identityDomain.url": emu.oci.domainUrl,
-      "google.audience": emu.google.audience,
-      "google.stsUrl": emu.google.stsUrl,
-      "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
-      "google.serviceAccounts": serviceAccounts,
-      "google.projectId": DEMO_PROJECT_ID,
-      "server.port": 0,
-      "log.level": o.logLevel ?? "trace",
-      ...o.overrides,
-    },
-  });
+  let config: Config;
+  let principal: TokenSource<SigningIdentity> | undefined;
+  try {
+    const late = o.configure ? await o.configure(emu) : {};
+    principal = typeof o.principal === "function" ? o.principal(emu) : o.principal;
+    config = loadConfig({
+      env: {},
+      overrides: {
+        "oci.principal": "instance",
+        "oci.metadataUrl": emu.oci.metadataBaseUrl,
+        "oci.federationUrl": emu.oci.federationEndpoint,
+        "identityDomain.url": emu.oci.domainUrl,
+        "google.audience": emu.google.audience,
+        "google.stsUrl": emu.google.stsUrl,
+        "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
+        "google.serviceAccounts": serviceAccounts,
+        "google.projectId": DEMO_PROJECT_ID,
+        "server.port": 0,
+        "log.level": o.logLevel ?? "trace",
+        ...o.overrides,
+        ...late,
+      },
+    });
+  } catch (e) {
+    await emu.close();
+    throw e;
+  }
   const chunks: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -82,7 +102,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const logger = createLogger(config.log.level, sink);
   let daemon: Daemon;
   try {
-    daemon = await startDaemon(config, { logger, warm: o.warm ?? false, principal: o.principal });
+    daemon = await startDaemon(config, { logger, warm: o.warm ?? false, principal });
   } catch (e) {
     await emu.close();
     throw e;
@@ -136,4 +156,33 @@ export async function calls(emu: Emulators): Promise<Record<string, number>> {
 /** Decodes a JWT's payload without verifying it. */
 export function claimsOf(jwt: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+}
+
+/**
+ * Checks a domain JWT against the emulated identity domain's JWKS, fetched over
+ * HTTP: RS256 signature with the key named by `kid`. Returns the claims, or
+ * throws saying what failed.
+ */
+export async function verifyDomainJwt(emu: Emulators, jwt: string): Promise<Record<string, unknown>> {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) throw new Error("not a compact JWT");
+  const [h, p, sig] = parts as [string, string, string];
+  const header = JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as { alg?: string; kid?: string };
+  if (header.alg !== "RS256") throw new Error(`alg is ${header.alg}, not RS256`);
+  if (!header.kid) throw new Error("no kid in the JWT header");
+  const res = await fetch(emu.oci.domainJwksUrl);
+  if (res.status !== 200) throw new Error(`JWKS answered HTTP ${res.status}`);
+  const jwks = (await res.json()) as { keys: (crypto.JsonWebKey & { kid?: string })[] };
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  if (!jwk) throw new Error(`kid ${header.kid} is not in the JWKS`);
+  const key = crypto.createPublicKey({ key: jwk, format: "jwk" });
+  if (!crypto.verify("sha256", Buffer.from(`${h}.${p}`), key, Buffer.from(sig, "base64url"))) {
+    throw new Error("the signature does not verify with the JWKS key");
+  }
+  return claimsOf(jwt);
+}
+
+/** A fresh private (0700) temporary directory; the caller removes it. */
+export function tempDir(prefix = "oci2gcp-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

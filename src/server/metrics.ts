@@ -1,0 +1,134 @@
+import type { FastifyInstance } from "fastify";
+import client from "prom-client";
+import type { Chain } from "../chain.js";
+import type { CacheEvents } from "../token/cache.js";
+import { HOP_IDS } from "../token/token-source.js";
+
+/**
+ * Prometheus metrics, with labels that stay bounded whatever clients ask: HTTP
+ * by route template (never the raw path), tokens by kind and configured account
+ * (never by audience or scope set).
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  private readonly requests: client.Counter<"route" | "method" | "status">;
+  private readonly duration: client.Histogram<"route">;
+  private readonly refreshes: client.Counter<"hop" | "outcome">;
+  private readonly refreshDuration: client.Histogram<"hop">;
+  private readonly lastSuccess: client.Gauge<"hop">;
+  private chain?: Chain;
+
+  constructor() {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: "oci2gcp_" });
+    this.requests = new client.Counter({
+      name: "oci2gcp_http_requests_total",
+      help: "HTTP requests answered, by route template, method and status code.",
+      labelNames: ["route", "method", "status"],
+      registers,
+    });
+    this.duration = new client.Histogram({
+      name: "oci2gcp_http_request_duration_seconds",
+      help: "Time to answer HTTP requests, by route template.",
+      labelNames: ["route"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      registers,
+    });
+    this.refreshes = new client.Counter({
+      name: "oci2gcp_upstream_requests_total",
+      help: "Token requests to each upstream hop (each counts once, its retries included), by outcome.",
+      labelNames: ["hop", "outcome"],
+      registers,
+    });
+    this.refreshDuration = new client.Histogram({
+      name: "oci2gcp_upstream_request_duration_seconds",
+      help: "Time each upstream hop took to answer a token request, retries included.",
+      labelNames: ["hop"],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.lastSuccess = new client.Gauge({
+      name: "oci2gcp_token_last_refresh_timestamp_seconds",
+      help: "Unix time of the last successful token refresh, by hop.",
+      labelNames: ["hop"],
+      registers,
+    });
+    const self = this;
+    new client.Gauge({
+      name: "oci2gcp_token_expiry_seconds",
+      help: "Seconds until the cached token expires: the soonest of its kind and account.",
+      labelNames: ["kind", "account"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [labels, v] of self.expiries()) this.set(labels, v);
+      },
+    });
+    new client.Gauge({
+      name: "oci2gcp_cached_tokens",
+      help: "Tokens held in the cache, by kind.",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const { kind, state } of self.chain?.states() ?? []) if (state.token) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+        for (const [kind, n] of counts) this.set({ kind }, n);
+      },
+    });
+    new client.Counter({
+      name: "oci2gcp_cache_lookups_total",
+      help: "Token lookups, by kind and result: hit (answered from cache) or miss (waited for an upstream call).",
+      labelNames: ["kind", "result"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { kind, state } of self.chain?.states() ?? []) {
+          this.inc({ kind, result: "hit" }, state.hits);
+          this.inc({ kind, result: "miss" }, state.misses);
+        }
+      },
+    });
+  }
+
+  attach(chain: Chain): void {
+    this.chain = chain;
+  }
+
+  private expiries(): [Record<string, string>, number][] {
+    const now = Date.now();
+    const soonest = new Map<string, { kind: string; account: string; v: number }>();
+    for (const { kind, state } of this.chain?.states() ?? []) {
+      if (!state.token) continue;
+      const first = state.key.split(" ", 1)[0]!;
+      const account = first.includes("@") ? first : "";
+      const k = `${kind} ${account}`;
+      const v = (state.token.expiresAt - now) / 1000;
+      const cur = soonest.get(k);
+      if (!cur || v < cur.v) soonest.set(k, { kind, account, v });
+    }
+    return [...soonest.values()].map((x) => [{ kind: x.kind, account: x.account }, x.v]);
+  }
+
+  readonly events: CacheEvents = {
+    onRefresh: (e) => {
+      const hop = HOP_IDS[e.hop];
+      this.refreshes.inc({ hop, outcome: e.ok ? "success" : "error" });
+      this.refreshDuration.observe({ hop }, e.durationMs / 1000);
+      if (e.ok) this.lastSuccess.set({ hop }, Date.now() / 1000);
+    },
+  };
+
+  /** The onResponse hook and the /metrics route. */
+  register(app: FastifyInstance): void {
+    app.addHook("onResponse", async (req, reply) => {
+      const route = req.routeOptions.url ?? "unmatched";
+      this.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+      this.duration.observe({ route }, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", async (_req, reply) => {
+      const body = await this.registry.metrics();
+      return reply.header("content-type", this.registry.contentType).send(body);
+    });
+  }
+}
