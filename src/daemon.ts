@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { format } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { Chain } from "./chain.js";
-import { isLoopbackHost, type Config } from "./config/config.js";
+import { expandHome, isLoopbackHost, readOciProfile, type Config } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
 import { buildApp } from "./server/app.js";
@@ -35,12 +35,8 @@ function keyFilesOf(config: Config): string[] {
   const rp = config.oci.resourcePrincipal;
   if (config.oci.principal === "resource" && rp.privateKey?.startsWith("/")) out.push(rp.privateKey);
   if (config.oci.principal === "config-file" || config.oci.principal === "session") {
-    try {
-      const text = fs.readFileSync(config.oci.configFile, "utf8");
-      for (const m of text.matchAll(/^\s*key_file\s*=\s*(.+?)\s*$/gm)) out.push(m[1]!.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
-    } catch {
-      // Unreadable config files are reported by config validation.
-    }
+    const key = readOciProfile(config.oci.configFile, config.oci.profile)?.key_file;
+    if (key) out.push(expandHome(key));
   }
   return out;
 }

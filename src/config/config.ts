@@ -285,6 +285,9 @@ function validate(c: Config, problems: string[]): Config {
     if (f) c.oci.federationUrl = f.replace(/\/+$/, "");
   }
   c.oci.configFile = expandHome(c.oci.configFile);
+  // No resource-principal setting at all leaves the object unset: make it empty, so
+  // a missing RPST is reported as such rather than crashing validation.
+  c.oci.resourcePrincipal ??= {};
   if (c.oci.principal === "resource") {
     const rp = c.oci.resourcePrincipal;
     if (!rp.rpst) problems.push("oci.principal is resource but no resource principal token is set: $OCI_RESOURCE_PRINCIPAL_RPST (OCI Functions sets it) or \"oci.resourcePrincipal.rpst\"");
@@ -299,7 +302,20 @@ function validate(c: Config, problems: string[]): Config {
     checkReadable("oci.oke.caCertPath", c.oci.oke.caCertPath, problems);
     checkReadable("oci.oke.tokenPath", c.oci.oke.tokenPath, problems);
   }
-  if (c.oci.principal === "config-file" || c.oci.principal === "session") checkReadable("oci.configFile", c.oci.configFile, problems);
+  if (c.oci.principal === "config-file" || c.oci.principal === "session") {
+    if (checkReadable("oci.configFile", c.oci.configFile, problems)) {
+      const profile = readOciProfile(c.oci.configFile, c.oci.profile);
+      if (!profile) {
+        problems.push(`oci.profile: there is no [${c.oci.profile}] profile in ${c.oci.configFile}; set $OCI_CLI_PROFILE or "oci.profile" to one of its profiles`);
+      } else {
+        for (const k of c.oci.principal === "session" ? ["key_file", "security_token_file"] : ["key_file"]) {
+          const v = profile[k];
+          if (!v) problems.push(`the [${c.oci.profile}] profile in ${c.oci.configFile} has no ${k}`);
+          else checkReadable(`${k} of profile ${c.oci.profile}`, expandHome(v), problems);
+        }
+      }
+    }
+  }
 
   // Server.
   if (!isLoopbackHost(c.server.host) && !c.server.allowNonLoopback) {
@@ -320,12 +336,36 @@ function validate(c: Config, problems: string[]): Config {
   return c;
 }
 
-function checkReadable(name: string, file: string, problems: string[]): void {
+function checkReadable(name: string, file: string, problems: string[]): boolean {
   try {
     fs.accessSync(file, fs.constants.R_OK);
+    if (!fs.statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "not a regular file" });
+    return true;
   } catch (e) {
     problems.push(`${name}: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); check the path and that the daemon's user may read it`);
+    return false;
   }
+}
+
+/** The key = value pairs of one [profile] of an OCI config file (DEFAULT's values inherited). */
+export function readOciProfile(file: string, profile: string): Record<string, string> | undefined {
+  const sections = new Map<string, Record<string, string>>();
+  let cur: Record<string, string> | undefined;
+  for (const raw of fs.readFileSync(file, "utf8").split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) {
+      cur = {};
+      sections.set(sec[1]!.trim(), cur);
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (cur && eq > 0) cur[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  const p = sections.get(profile);
+  if (!p) return undefined;
+  return { ...(profile === "DEFAULT" ? {} : sections.get("DEFAULT")), ...p };
 }
 
 export function expandHome(p: string): string {

@@ -1,0 +1,167 @@
+import t from "tap";
+import crypto from "node:crypto";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadConfig, type Config } from "../src/config/config.js";
+import { runDoctor, renderReport, type DoctorReport } from "../src/doctor/doctor.js";
+import { DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../src/emulator/index.js";
+import type { SigningIdentity } from "../src/oci/principal.js";
+
+async function setup(t: Tap.Test, emuOpts: EmulatorsOptions = {}, overrides: (e: Emulators) => Record<string, unknown> = () => ({})): Promise<{ emu: Emulators; config: Config }> {
+  const emu = await startEmulators(emuOpts);
+  t.teardown(() => emu.close());
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      "oci.metadataUrl": emu.oci.metadataBaseUrl,
+      "oci.federationUrl": emu.oci.federationEndpoint,
+      "identityDomain.url": emu.oci.domainUrl,
+      "google.audience": emu.google.audience,
+      "google.stsUrl": emu.google.stsUrl,
+      "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
+      "google.serviceAccounts": [DEMO_SERVICE_ACCOUNT],
+      "upstream.timeoutMs": 2000,
+      ...overrides(emu),
+    },
+  });
+  return { emu, config };
+}
+
+function check(r: DoctorReport, name: string) {
+  return r.checks.find((c) => c.name === name || c.name.startsWith(`${name} `));
+}
+
+declare namespace Tap {
+  type Test = typeof t;
+}
+
+t.test("a healthy chain: every hop OK, claims shown, never the token", async (t) => {
+  const { config } = await setup(t);
+  const r = await runDoctor(config);
+  t.ok(r.ok);
+  t.same(r.checks.map((c) => c.status), ["ok", "ok", "ok", "ok", "ok", "ok"]);
+  t.equal(r.claims?.sub_type, "instance");
+  const text = renderReport(r);
+  t.match(text, /google\.subject=assertion\.sub/);
+  t.notMatch(text, /eyJ[A-Za-z0-9_-]+\.eyJ/, "no JWT in the report");
+  t.notMatch(text, /ya29\./, "no access token in the report");
+});
+
+t.test("the instance metadata service cannot be reached", async (t) => {
+  const { config } = await setup(t, {}, () => ({ "oci.metadataUrl": "http://127.0.0.1:9/opc/v2/" }));
+  const r = await runDoctor(config);
+  t.notOk(r.ok);
+  t.equal(check(r, "OCI principal")?.status, "fail");
+  t.match(check(r, "OCI principal")?.cause, /metadata service is not reachable/);
+  t.equal(check(r, "STS")?.status, "skipped");
+});
+
+t.test("the identity domain cannot be reached", async (t) => {
+  const { config } = await setup(t, {}, () => ({ "identityDomain.url": "http://127.0.0.1:9" }));
+  const r = await runDoctor(config);
+  t.match(check(r, "identity domain")?.cause, /cannot be reached/);
+  t.match(check(r, "identity domain")?.fix, /OCI_IAM_DOMAIN_URL/);
+});
+
+t.test("the identity domain refuses the signature", async (t) => {
+  const { emu, config } = await setup(t);
+  const st = emu.oci.mintSessionToken();
+  const wrongKey = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+  const principal = {
+    token: async (): Promise<SigningIdentity> => ({ value: `ST$${st.token}`, keyId: `ST$${st.token}`, privateKey: wrongKey, expiresAt: Date.now() + 600_000, obtainedAt: Date.now() }),
+  };
+  const r = await runDoctor(config, { principal });
+  const c = check(r, "identity domain")!;
+  t.equal(c.status, "fail");
+  t.match(c.said, /HTTP 401/);
+  t.match(c.cause, /refused the request signature/);
+});
+
+t.test("STS refuses the audience", async (t) => {
+  const { config } = await setup(t, {}, () => ({
+    "google.audience": "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/other-pool/providers/other",
+  }));
+  const r = await runDoctor(config);
+  const c = check(r, "STS")!;
+  t.equal(c.status, "fail");
+  t.match(c.said, /invalid_target/);
+  t.match(c.cause, /refused the audience/);
+});
+
+t.test("the provider does not accept the token's issuer", async (t) => {
+  const { config } = await setup(t, { google: { issuer: "https://idcs-other.identity.oraclecloud.com/" } });
+  const r = await runDoctor(config);
+  const c = check(r, "STS")!;
+  t.match(c.cause, /does not accept the token's issuer/);
+  t.match(c.fix, /--issuer-uri=https:\/\/identity\.oraclecloud\.com\//);
+});
+
+t.test("the provider's allowed audiences miss the domain", async (t) => {
+  const { config } = await setup(t, { google: { allowedAudiences: ["https://idcs-other.identity.oraclecloud.com"] } });
+  const r = await runDoctor(config);
+  const c = check(r, "STS")!;
+  t.match(c.cause, /allowed audiences/);
+  t.match(c.fix, /--allowed-audiences=/);
+});
+
+t.test("the provider has other keys than the domain signs with", async (t) => {
+  const emu0 = await startEmulators();
+  t.teardown(() => emu0.close());
+  // Another cloud's JWKS: the provider cannot verify the domain's signature with it.
+  const { config } = await setup(t, { google: { jwksUrl: emu0.oci.domainJwksUrl } });
+  const r = await runDoctor(config);
+  const c = check(r, "STS")!;
+  t.equal(c.status, "fail");
+  t.match(c.cause, /cannot verify the token's signature/);
+  t.match(c.fix, /--jwk-json-path/);
+});
+
+t.test("the attribute condition rejects the token", async (t) => {
+  const { config } = await setup(t, { google: { attributeCondition: (c) => c.sub_type === "resource" } });
+  const r = await runDoctor(config);
+  t.match(check(r, "STS")?.cause, /attribute condition/);
+});
+
+t.test("impersonation denied", async (t) => {
+  const { config } = await setup(t, {}, () => ({ "google.serviceAccounts": ["not-granted@demo-project.iam.gserviceaccount.com"] }));
+  const r = await runDoctor(config);
+  const c = check(r, "impersonation")!;
+  t.equal(c.status, "fail");
+  t.match(c.said, /PERMISSION_DENIED/);
+  t.match(c.fix, /add-iam-policy-binding not-granted@demo-project\.iam\.gserviceaccount\.com --role=roles\/iam\.workloadIdentityUser --member=principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/oci-pool\/subject\/ocid1\.instance/);
+  t.notOk(r.ok);
+});
+
+t.test("the doctor command: exit codes and output", async (t) => {
+  const { emu, config } = await setup(t);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-"));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "c.json");
+  const cfg = {
+    oci: { metadataUrl: config.oci.metadataUrl, federationUrl: config.oci.federationUrl },
+    identityDomain: { url: config.identityDomain.url },
+    google: { audience: config.google.audience, stsUrl: config.google.stsUrl, iamCredentialsUrl: config.google.iamCredentialsUrl, serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
+  };
+  fs.writeFileSync(file, JSON.stringify(cfg));
+  const bin = path.resolve("bin/oci2gcp.js");
+  // The emulators run in this process: spawnSync would block them, so run the command asynchronously.
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      import("node:child_process").then(({ execFile }) => {
+        execFile(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH } }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }));
+      });
+    });
+  const ok = await run(["doctor", "--config", file]);
+  t.equal(ok.code, 0, "exit 0 on a working chain");
+  t.match(ok.out, /The chain works end to end/);
+  fs.writeFileSync(file, JSON.stringify({ ...cfg, google: { ...cfg.google, serviceAccounts: ["nope@demo-project.iam.gserviceaccount.com"] } }));
+  const bad = await run(["doctor", "--config", file]);
+  t.equal(bad.code, 1, "exit 1 when a hop fails");
+  t.match(bad.out, /\[FAIL\] impersonation/);
+  const badCfg = spawnSync(process.execPath, [bin, "doctor"], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+  t.equal(badCfg.status, 2, "exit 2 on bad configuration");
+  t.match(badCfg.stderr, /identityDomain\.url is not set/);
+  void emu;
+});
