@@ -11,6 +11,7 @@ import { buildApp } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
+import { TokenFileSink } from "./sink/token-file.js";
 
 export interface Daemon {
   /** http://host:port of the TCP listener. */
@@ -86,6 +87,15 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   }
   log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
 
+  let sink: TokenFileSink | undefined;
+  if (config.tokenFile.path) {
+    sink = new TokenFileSink(chain, config.tokenFile.path, log, config.tokenFile.refreshSeconds * 1000);
+    sink.start().then(
+      () => log.info({ file: config.tokenFile.path }, "keeping the subject token in a file"),
+      () => {},
+    );
+  }
+
   if (o.warm !== false) {
     chain.accessToken({ account: "default" }).then(
       () => log.info("first Google token obtained: ready"),
@@ -99,6 +109,7 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
     chain,
     metrics,
     async close() {
+      sink?.stop();
       if (socketServer) {
         const s = socketServer;
         await new Promise<void>((r) => s.close(() => r()));

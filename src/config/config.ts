@@ -36,6 +36,7 @@ export interface Config {
     upstreamBudgetPerMinute: number;
     maxCachedVariants: number;
   };
+  tokenFile: { path?: string; refreshSeconds: number };
   cache: { renewBeforeSeconds: number; minRemainingSeconds: number; subjectRenewBeforeSeconds: number; subjectMinRemainingSeconds: number };
   upstream: { timeoutMs: number; attempts: number };
   log: { level: string };
@@ -330,6 +331,16 @@ function validate(c: Config, problems: string[]): Config {
   if (c.cache.subjectMinRemainingSeconds >= c.cache.subjectRenewBeforeSeconds) {
     problems.push("cache.subjectMinRemainingSeconds must be below cache.subjectRenewBeforeSeconds");
   }
+  if (c.tokenFile.path) {
+    c.tokenFile.path = path.resolve(expandHome(c.tokenFile.path));
+    const dir = path.dirname(c.tokenFile.path);
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch {
+      problems.push(`tokenFile.path ($OCI2GCP_TOKEN_FILE): cannot write to the directory ${dir}; create it and give the daemon's user write access`);
+    }
+  }
+  if (c.tokenFile.refreshSeconds < 1) problems.push("tokenFile.refreshSeconds must be at least 1");
   if (c.upstream.attempts < 1) problems.push("upstream.attempts must be at least 1");
   if (c.upstream.timeoutMs < 100) problems.push("upstream.timeoutMs must be at least 100");
   if (problems.length) throw new ConfigError(problems);

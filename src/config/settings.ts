@@ -59,6 +59,9 @@ export const SETTINGS: readonly Setting[] = [
   { path: "server.maxRequestsPerMinute", env: ["OCI2GCP_MAX_REQUESTS_PER_MINUTE"], type: "int", default: 600000, doc: "Flood guard: HTTP requests per minute per client address." },
   { path: "server.upstreamBudgetPerMinute", env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"], type: "int", default: 120, doc: "Requests per minute and client that may start new upstream calls (cache misses); beyond it: 429." },
   { path: "server.maxCachedVariants", env: ["OCI2GCP_MAX_CACHED_VARIANTS"], type: "int", default: 256, doc: "Bound on cached scope sets and ID-token audiences per service account." },
+  // Token file
+  { path: "tokenFile.path", env: ["OCI2GCP_TOKEN_FILE"], flag: "--token-file", type: "string", doc: "Keep the subject token (domain JWT) in this file, replaced atomically, mode 0600, for credential_source.file." },
+  { path: "tokenFile.refreshSeconds", env: ["OCI2GCP_TOKEN_FILE_REFRESH_SECONDS"], type: "int", default: 30, doc: "How often the token file is checked against the cache (the cache renews ahead of expiry)." },
   // Cache
   { path: "cache.renewBeforeSeconds", env: ["OCI2GCP_RENEW_BEFORE_SECONDS"], type: "int", default: 1200, doc: "Renew Google tokens this long before they expire." },
   { path: "cache.minRemainingSeconds", env: ["OCI2GCP_MIN_REMAINING_SECONDS"], type: "int", default: 600, doc: "Never serve a Google token with less than this left." },
