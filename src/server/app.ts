@@ -24,6 +24,13 @@ function ownHosts(host: string): string[] {
   return [host];
 }
 
+const ROUTES = new WeakMap<FastifyInstance, { method: string; url: string }[]>();
+
+/** Every route the app serves (method and path template), for documentation checks. */
+export function routesOf(app: FastifyInstance): { method: string; url: string }[] {
+  return ROUTES.get(app) ?? [];
+}
+
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
   const { config, chain } = opts;
@@ -36,6 +43,9 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     forceCloseConnections: "idle",
     // Routes that differ by a trailing slash are different, as on the real server.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
+    // Malformed URLs and the like are answered before hooks and routes run: still
+    // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
+    frameworkErrors: (err, _req, reply) => text(reply, `oci2gcp: ${err.message}\n`, typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400),
   });
   if (opts.logger.isLevelEnabled("debug")) {
     app.addHook("onResponse", async (req, reply) => {
@@ -47,6 +57,11 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     if (req.url.length > LIMITS.maxUrlLength) {
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
     }
+  });
+  const routes: { method: string; url: string }[] = [];
+  ROUTES.set(app, routes);
+  app.addHook("onRoute", (r) => {
+    for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   opts.metrics?.register(app);
   app.addHook("onRequest", makeGuard({ ownHosts: ownHosts(config.server.host) }));

@@ -1,0 +1,88 @@
+import t from "tap";
+import { startStack } from "../helpers/stack.js";
+
+const NAMES = [
+  "oci2gcp_http_requests_total",
+  "oci2gcp_http_request_duration_seconds",
+  "oci2gcp_upstream_requests_total",
+  "oci2gcp_upstream_request_duration_seconds",
+  "oci2gcp_token_last_refresh_timestamp_seconds",
+  "oci2gcp_token_expiry_seconds",
+  "oci2gcp_cached_tokens",
+  "oci2gcp_cache_lookups_total",
+  "oci2gcp_process_resident_memory_bytes",
+];
+
+/** Distinct label sets per metric name in a Prometheus text exposition. */
+function series(text: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s/.exec(line);
+    if (!m) continue;
+    const set = out.get(m[1]!) ?? new Set<string>();
+    set.add(m[2] ?? "");
+    out.set(m[1]!, set);
+  }
+  return out;
+}
+
+t.test("metric names, and labels stay bounded after 1,000 distinct audiences", async (t) => {
+  const s = await startStack({ logLevel: "info", overrides: { "server.upstreamBudgetPerMinute": 0, "server.maxCachedVariants": 64 } });
+  t.teardown(() => s.close());
+  t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/token")).status, 200);
+  for (let i = 0; i < 1000; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: 50 }, (_, j) => s.get(`/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://aud-${i + j}.example.com/x`)),
+    );
+    t.ok(batch.every((r) => r.status === 200), `batch ${i} answered`);
+  }
+  const res = await fetch(`${s.url}/metrics`);
+  t.equal(res.status, 200);
+  t.match(res.headers.get("content-type"), /^text\/plain/);
+  const text = await res.text();
+  for (const n of NAMES) t.match(text, new RegExp(`^${n}`, "m"), `has ${n}`);
+  t.notMatch(text, /aud-\d+\.example\.com/, "no audience in any label");
+  t.notMatch(text, /eyJ|ya29/, "no token in the metrics");
+  const ser = series(text);
+  const http = ser.get("oci2gcp_http_requests_total")!;
+  t.ok(http.size <= 5, `HTTP series by route template: ${[...http].join(" ")}`);
+  t.ok([...http].some((l) => l.includes('route="/computeMetadata/v1/instance/service-accounts/:account/identity"')), "labelled by route template");
+  t.ok(ser.get("oci2gcp_token_expiry_seconds")!.size <= 5, "expiry series per kind and account, not per audience");
+  t.match(text, /oci2gcp_cached_tokens\{kind="id-token"\} 64\b/, "the ID-token cache is bounded by server.maxCachedVariants");
+  t.match(text, /oci2gcp_upstream_requests_total\{hop="impersonation",outcome="success"\} 10\d\d/, "upstream calls counted per hop");
+  t.match(text, /oci2gcp_cache_lookups_total\{kind="access-token",result="miss"\} 1\b/);
+});
+
+t.test("readiness flips with an outage and back", async (t) => {
+  const s = await startStack({
+    serviceAccounts: [],
+    overrides: { "cache.renewBeforeSeconds": 3, "cache.minRemainingSeconds": 1 },
+  });
+  t.teardown(() => s.close());
+  await fetch(`${s.emu.url}/_emulator/settings`, { method: "POST", body: JSON.stringify({ google: { federatedTokenSeconds: 4 } }) });
+  const ready = await fetch(`${s.url}/readyz`);
+  t.equal(ready.status, 200, "ready with a token");
+  await fetch(`${s.emu.url}/_emulator/faults`, { method: "POST", body: JSON.stringify({ endpoint: "google.sts.token", status: 503 }) });
+  let down: Response | undefined;
+  for (let i = 0; i < 40; i++) {
+    const r = await fetch(`${s.url}/readyz`);
+    if (r.status === 503) {
+      down = r;
+      break;
+    }
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  t.ok(down, "not ready once no valid token is left");
+  t.ok(down?.headers.get("retry-after"), "with Retry-After");
+  t.match(await down!.text(), /STS/, "naming the hop");
+  await fetch(`${s.emu.url}/_emulator/faults`, { method: "DELETE" });
+  let back = false;
+  for (let i = 0; i < 60 && !back; i++) {
+    back = (await fetch(`${s.url}/readyz`)).status === 200;
+    if (!back) await new Promise((res) => setTimeout(res, 250));
+  }
+  t.ok(back, "ready again after the outage, without restart");
+  const m = await (await fetch(`${s.url}/metrics`)).text();
+  t.match(m, /oci2gcp_upstream_requests_total\{hop="sts",outcome="error"\} [1-9]/, "the failures are counted");
+});
