@@ -35,7 +35,9 @@ const SCRUBBERS: [RegExp, string][] = [
   [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g, "[private key]"],
   [/\bST\$[A-Za-z0-9_.=-]+/g, "ST$[redacted]"],
   [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*/g, "[jwt]"],
-  [/\b(Bearer|Signature)\s+[^\s,"]+/gi, "$1 [redacted]"],
+  // An HTTP signature's whole parameter list (keyId, signature, ...), not just any word after "signature".
+  [/\b(Signature)\s+(?:[A-Za-z]+\s*=\s*"[^"]*"\s*,?\s*)+/gi, "$1 [redacted] "],
+  [/\b(Bearer)\s+[^\s,"]+/gi, "$1 [redacted]"],
   [/signature="[^"]*"/gi, 'signature="[redacted]"'],
   [/\bya29\.[A-Za-z0-9_.-]+/g, "[google token]"],
   [/([?&](?:access_token|id_token|token|subject_token)=)[^&\s"]+/gi, "$1[redacted]"],
@@ -48,9 +50,21 @@ export function scrub(s: string): string {
   return out;
 }
 
+const MAX_DEPTH = 6;
+
 function scrubDeep(v: unknown, depth = 0): unknown {
   if (typeof v === "string") return scrub(v);
-  if (depth > 4 || !v || typeof v !== "object") return v;
+  if (!v || typeof v !== "object") return v;
+  // Errors keep name, message and hop fields (their own properties are not enumerable).
+  if (v instanceof Error) return scrubDeep(errSerializer(v), depth);
+  if (depth > MAX_DEPTH) {
+    // Deeper than anything the daemon logs on purpose: flatten rather than pass unscrubbed.
+    try {
+      return scrub(JSON.stringify(v));
+    } catch {
+      return "[unserializable]";
+    }
+  }
   if (Array.isArray(v)) return v.map((x) => scrubDeep(x, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) out[k] = scrubDeep(x, depth + 1);
@@ -84,10 +98,22 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     },
     hooks: {
       logMethod(args, method) {
-        const a = args.map((x) => (typeof x === "string" ? scrub(x) : x));
+        let a: unknown[] = args;
+        // log.error(err[, msg]): pino would take the message from the Error unscrubbed.
+        if (a[0] instanceof Error) a = [{ err: a[0] }, typeof a[1] === "string" ? a[1] : a[0].message, ...a.slice(2)];
+        // The first argument, when an object, is scrubbed by formatters.log; the rest are
+        // the message and its interpolation values (%s, %j, %o), scrubbed here.
+        a = a.map((x, i) => (typeof x === "string" ? scrub(x) : i === 0 ? x : scrubDeep(x)));
         return method.apply(this, a as Parameters<typeof method>);
       },
     },
   };
-  return destination ? pino(opts, destination) : pino(opts);
+  const log = destination ? pino(opts, destination) : pino(opts);
+  // pino serializes a child's bindings once, at child(), past formatters.log and the
+  // hooks: scrub them there. Children inherit this child() from the root.
+  const child = log.child;
+  log.child = function (this: Logger, bindings, options) {
+    return child.call(this, scrubDeep(bindings) as typeof bindings, options);
+  } as typeof log.child;
+  return log;
 }

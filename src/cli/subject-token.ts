@@ -56,7 +56,9 @@ async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> 
     }
     return body;
   }
-  return failure("BAD_DAEMON_RESPONSE", `the daemon at ${url} answered HTTP ${res.status} without an executable response: ${text.slice(0, 200).replace(/\s+/g, " ")}`);
+  // Whatever answered may have put a token in its body (an older daemon, a proxy): never repeat one.
+  const { scrub } = await import("../log.js");
+  return failure("BAD_DAEMON_RESPONSE", `the daemon at ${url} answered HTTP ${res.status} without an executable response: ${scrub(text.slice(0, 200).replace(/\s+/g, " "))}`);
 }
 
 /**

@@ -42,7 +42,9 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
     this.body = tokenExchangeBody(opts.scope, opts.grantType);
   }
 
-  token(): Promise<DomainToken> {
+  async token(): Promise<DomainToken> {
+    // A failure of the OCI principal reaches the caller as it is, not retried again here.
+    await this.principal.token();
     return withRetry(this.opts.retry, () => this.once());
   }
 

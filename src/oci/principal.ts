@@ -3,6 +3,7 @@ import fs from "node:fs";
 import common from "oci-common";
 import type { Config } from "../config/config.js";
 import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import { parseRetryAfter, snippet } from "../upstream/retry.js";
 import { PregeneratedSessionKeySupplier } from "./session-keys.js";
 
 /** What signs the identity-domain request: an OCI key id and its private key. */
@@ -15,6 +16,8 @@ export interface SigningIdentity extends Token {
 }
 
 const HOP = "OCI principal" as const;
+/** Longest lifetime believed of an OCI security token (a day, plus clock skew). */
+const MAX_SECURITY_TOKEN_MS = (24 * 3600 + 120) * 1000;
 /** API keys do not expire; re-read the config this often to pick up rotations. */
 const API_KEY_REREAD_MS = 60 * 60 * 1000;
 
@@ -91,6 +94,11 @@ async function identityFrom(keyId: string, privateKeyPem: string, passphrase: st
     if (exp * 1000 <= now) {
       throw new HopError(HOP, `the ${label} security token expired at ${new Date(exp * 1000).toISOString()}`);
     }
+    // OCI security tokens live minutes to hours. Believing an exp further away would keep
+    // a broken token (or one misread through a wrong clock) cached long after it stops working.
+    if (exp * 1000 - now > MAX_SECURITY_TOKEN_MS) {
+      throw new HopError(HOP, `the ${label} security token expires ${new Date(exp * 1000).toISOString()}, more than a day away: check this machine's clock (NTP)`, { retryable: true });
+    }
     const { jwk: _jwk, ...safeClaims } = claims!;
     return { value: keyId, keyId, privateKey, expiresAt: exp * 1000, obtainedAt: now, claims: safeClaims };
   }
@@ -135,6 +143,7 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
     case "instance": {
       let provider: Provider | undefined;
       let keys: PregeneratedSessionKeySupplier | undefined;
+      let federationAnswer: FederationAnswer | undefined;
       return {
         async token() {
           try {
@@ -145,15 +154,36 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
               b.metadataBaseUrl = o.metadataUrl;
               if (o.federationUrl) b.federationEndpoint = o.federationUrl;
               b.sessionKeySupplier = keys as never;
+              // oci-common's auth circuit breaker opens after one failed federation round
+              // (three attempts) and then refuses every federation for 30-49 s, long after
+              // the auth service is back. The caches above back off on their own: no breaker.
+              (b as unknown as { _authCircuitBreaker: unknown })._authCircuitBreaker = new common.CircuitBreaker({ disableClientCircuitBreaker: true } as never);
               provider = (await withTimeout(b.build(), timeoutMs * 2, "reading the instance identity from the metadata service")) as unknown as Provider;
+              federationAnswer = captureFederationErrors(provider);
+              timeEachFederationCall(provider, timeoutMs);
             } else {
               await keys!.ready();
             }
-            const token = await withTimeout(provider.refresh!(), timeoutMs * 3, "federating the instance principal");
+            if (federationAnswer) federationAnswer.last = undefined;
+            // Each federation call is cut at timeoutMs; oci-common makes up to three, 1-2 s apart.
+            const token = await withTimeout(provider.refresh!(), timeoutMs * 3 + 5000, "federating the instance principal");
             const pair = keys!.getKeyPair();
             return await identityFrom(`ST$${token}`, pair.getPrivate(), undefined, "instance principal");
           } catch (e) {
-            throw principalError(e, "instance principal");
+            const err = principalError(e, "instance principal");
+            // oci-common reports only the status of a refused federation; add what the auth service said.
+            const said = federationAnswer?.last;
+            if (said && !(e instanceof HopError)) {
+              throw new HopError(HOP, `${stripHop(err.message)} (${said.text})`, {
+                status: said.status,
+                upstreamError: said.code,
+                retryable: err.retryable,
+                // oci-common does not retry a 429; the cache's backoff honours Retry-After.
+                retryAfterSeconds: said.retryAfterSeconds,
+                cause: e,
+              });
+            }
+            throw err;
           }
         },
       };
@@ -202,6 +232,7 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
       return {
         async token() {
           try {
+            if (o.principal === "session") checkSessionProfile(o.configFile, o.profile);
             const p = (
               o.principal === "session"
                 ? new common.SessionAuthDetailProvider(o.configFile, o.profile)
@@ -218,6 +249,84 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
         },
       };
     }
+  }
+}
+
+/**
+ * oci-common's X509 federation client throws only "failed with status: NNN" and
+ * drops the auth service's answer. Keep the `code: message` of the last refused
+ * federation call, read from a clone of the response, for the error message.
+ */
+interface FederationAnswer {
+  last?: { status: number; code?: string; text: string; retryAfterSeconds?: number };
+}
+
+function captureFederationErrors(provider: Provider): FederationAnswer {
+  const state: FederationAnswer = {};
+  const fc = (provider as unknown as { federationClient?: { getTokenAsync?: () => Promise<Response> } }).federationClient;
+  const orig = fc?.getTokenAsync;
+  if (!fc || typeof orig !== "function") return state;
+  fc.getTokenAsync = async () => {
+    const res = await orig.call(fc);
+    if (res && typeof res.status === "number" && res.status !== 200 && typeof res.clone === "function") {
+      const body = await res
+        .clone()
+        .text()
+        .catch(() => "");
+      let code: string | undefined;
+      let said = snippet(body);
+      try {
+        const b = JSON.parse(body) as { code?: unknown; message?: unknown };
+        if (typeof b.code === "string") {
+          code = b.code;
+          said = `${b.code}${typeof b.message === "string" ? `: ${snippet(b.message)}` : ""}`;
+        }
+      } catch {
+        // Not JSON: the snippet says what it was.
+      }
+      state.last = {
+        status: res.status,
+        code,
+        text: said ? `HTTP ${res.status}: ${said}` : `HTTP ${res.status}`,
+        retryAfterSeconds: parseRetryAfter(res.headers?.get?.("retry-after")),
+      };
+    }
+    return res;
+  };
+  return state;
+}
+
+/**
+ * oci-common sends the federation request with fetch and no timeout: give each
+ * call its own, through the options its HTTP client merges into every request
+ * (read at each send, so each call gets a fresh signal).
+ */
+function timeEachFederationCall(provider: Provider, timeoutMs: number): void {
+  const fc = (provider as unknown as { federationClient?: { httpClient?: { httpOptions?: object } } }).federationClient;
+  if (!fc?.httpClient) return;
+  fc.httpClient.httpOptions = {
+    get signal() {
+      return AbortSignal.timeout(timeoutMs);
+    },
+  };
+}
+
+/**
+ * oci-common reports a session profile without `security_token_file` as
+ * "missing user in config" (or, when the profile has a user, signs with the key
+ * id "ST$undefined"), and an unreadable token file as "Failed to read private
+ * key". Check the profile first and say what is wrong.
+ */
+function checkSessionProfile(file: string, profile: string): void {
+  const entry = (common.ConfigFileReader.parseFileFromPath(file, profile) as { get(k: string): string | null }).get("security_token_file");
+  if (!entry) {
+    throw new HopError(HOP, `profile ${profile} in ${file} has no security_token_file, so it is not a session profile: create one with oci session authenticate --profile-name ${profile}, or choose oci.principal config-file for an API key`);
+  }
+  const tokenFile = common.ConfigFileReader.expandUserHome(entry);
+  try {
+    fs.accessSync(tokenFile, fs.constants.R_OK);
+  } catch (e) {
+    throw new HopError(HOP, `the security_token_file ${tokenFile} of profile ${profile} in ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); run: oci session authenticate --profile-name ${profile}`);
   }
 }
 

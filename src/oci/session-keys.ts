@@ -33,6 +33,8 @@ class PemKeyPair {
  */
 export class PregeneratedSessionKeySupplier {
   private current: PemKeyPair;
+  /** Whether `current` has been read (sent to the auth service) since it was made. */
+  private used = false;
   private next?: { publicKey: string; privateKey: string };
   private pending?: Promise<void>;
 
@@ -51,10 +53,16 @@ export class PregeneratedSessionKeySupplier {
   }
 
   getKeyPair(): PemKeyPair {
+    this.used = true;
     return this.current;
   }
 
   refreshKeys(): void {
+    // oci-common asks for new keys before every federation, the first included: a
+    // pair nobody has read yet is as new as one made now (and the next one may still
+    // be in the making, which would mean generating one synchronously here).
+    if (!this.used) return;
+    this.used = false;
     const n =
       this.next ??
       crypto.generateKeyPairSync("rsa", {

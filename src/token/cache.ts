@@ -144,7 +144,8 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
         status: err.status,
         upstreamError: err.upstreamError,
         retryable: true,
-        retryAfterSeconds: Math.max(waitS, err.retryAfterSeconds ?? 0),
+        // nextAttemptAt already includes the upstream's Retry-After: what remains of it is the wait.
+        retryAfterSeconds: waitS,
         cause: err,
       });
     }

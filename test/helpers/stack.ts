@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type Config } from "../../src/config/config.js";
-import { startDaemon, type Daemon } from "../../src/daemon.js";
+import { routeConsoleToLogger, startDaemon, type Daemon } from "../../src/daemon.js";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
@@ -45,6 +45,12 @@ export interface StackOptions {
   /** Setting paths → values (see src/config/settings.ts), on top of the emulator wiring. */
   overrides?: Record<string, unknown>;
   emulators?: EmulatorsOptions;
+  /**
+   * Running emulators to wire the daemon to (from startTestEmulators), shared by
+   * several stacks to save their key generation; close() leaves them running.
+   * Their call counters and faults are shared too.
+   */
+  emu?: Emulators;
   /** Service accounts the daemon impersonates; default the demo account. */
   serviceAccounts?: string[];
   logLevel?: string;
@@ -56,15 +62,32 @@ export interface StackOptions {
    * written from it, a proxy in front of them); applied after `overrides`.
    */
   configure?: (emu: Emulators) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Route console.log/info/warn (oci-common's status lines) to the daemon's logger, as `serve` does; restored on close. */
+  routeConsole?: boolean;
+}
+
+/** The emulators as startStack starts them (both demo service accounts known to Google). */
+export function startTestEmulators(o: EmulatorsOptions = {}): Promise<Emulators> {
+  return startEmulators({
+    ...o,
+    google: { serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT], ...o.google },
+  });
+}
+
+/** Clears the faults and call counters of shared emulators. */
+export function resetEmulators(emu: Emulators): void {
+  emu.server.clearFaults();
+  emu.server.resetCalls();
 }
 
 /** Emulated clouds and a daemon wired to them, in this process, on loopback. */
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const serviceAccounts = o.serviceAccounts ?? [DEMO_SERVICE_ACCOUNT];
-  const emu = await startEmulators({
-    ...o.emulators,
-    google: { serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT], ...o.emulators?.google },
-  });
+  const ownEmu = !o.emu;
+  const emu = o.emu ?? (await startTestEmulators(o.emulators));
+  const closeEmu = async () => {
+    if (ownEmu) await emu.close();
+  };
   let config: Config;
   let principal: TokenSource<SigningIdentity> | undefined;
   try {
@@ -89,7 +112,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       },
     });
   } catch (e) {
-    await emu.close();
+    await closeEmu();
     throw e;
   }
   const chunks: string[] = [];
@@ -100,11 +123,17 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     },
   });
   const logger = createLogger(config.log.level, sink);
+  const savedConsole = { log: console.log, info: console.info, warn: console.warn };
+  const restoreConsole = () => {
+    if (o.routeConsole) Object.assign(console, savedConsole);
+  };
+  if (o.routeConsole) routeConsoleToLogger(logger);
   let daemon: Daemon;
   try {
     daemon = await startDaemon(config, { logger, warm: o.warm ?? false, principal });
   } catch (e) {
-    await emu.close();
+    restoreConsole();
+    await closeEmu();
     throw e;
   }
   const secrets = new Set<string>();
@@ -141,7 +170,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     },
     async close() {
       await daemon.close();
-      await emu.close();
+      await closeEmu();
+      restoreConsole();
     },
   };
   return stack;
