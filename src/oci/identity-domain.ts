@@ -35,7 +35,7 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
   private readonly body: string;
 
   constructor(
-    private readonly principal: TokenSource<SigningIdentity>,
+    private readonly principal: TokenSource<SigningIdentity> & { invalidate?(): void },
     private readonly opts: { domainUrl: string; scope: string; timeoutMs: number; retry: RetryPolicy; grantType?: string },
   ) {
     this.url = new URL(`${opts.domainUrl}/oauth2/v1/token`);
@@ -45,7 +45,18 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
   async token(): Promise<DomainToken> {
     // A failure of the OCI principal reaches the caller as it is, not retried again here.
     await this.principal.token();
-    return withRetry(this.opts.retry, () => this.once());
+    try {
+      return await withRetry(this.opts.retry, () => this.once());
+    } catch (e) {
+      // The domain refused the OCI session itself (expired early, revoked, clock skew at
+      // the OCI side): get a new session once, instead of failing until it renews on schedule.
+      if (e instanceof HopError && e.status === 401 && this.principal.invalidate && /expired|security token|session/i.test(e.message)) {
+        this.principal.invalidate();
+        await this.principal.token();
+        return this.once();
+      }
+      throw e;
+    }
   }
 
   private async once(): Promise<DomainToken> {

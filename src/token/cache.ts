@@ -97,6 +97,14 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     return this.refresh();
   }
 
+  /**
+   * Forgets the cached token (the upstream said it is no longer good, e.g.
+   * revoked early): the next call obtains a new one. A refresh under way is kept.
+   */
+  invalidate(): void {
+    this.current = undefined;
+  }
+
   /** The cached token if it is above the floor; no upstream call. */
   peek(): T | undefined {
     const cur = this.current;

@@ -322,3 +322,29 @@ t.test("OCI principal failure: no metadata service", async (t) => {
   t.match(f.body.error_description, `metadata service at http://127.0.0.1:${port}/opc/v2/ did not answer`);
   t.match(f.body.error_description, /ECONNREFUSED/);
 });
+
+t.test("a session the identity domain calls expired is replaced once, not kept until its own renewal", async (t) => {
+  shared ??= await startTestEmulators();
+  resetEmulators(shared);
+  const emu = shared;
+  const expired = emu.oci.mintSessionToken({ lifetimeSeconds: 1 });
+  await new Promise((r) => setTimeout(r, 1500));
+  const fresh = emu.oci.mintSessionToken();
+  let n = 0;
+  // Our cache believes the first session is good for an hour; the domain knows better.
+  const source: TokenSource<SigningIdentity> = {
+    async token() {
+      const st = n++ === 0 ? expired : fresh;
+      return { value: `ST$${st.token}`, keyId: `ST$${st.token}`, privateKey: crypto.createPrivateKey(st.privateKeyPem), expiresAt: Date.now() + 3600_000, obtainedAt: Date.now() };
+    },
+  };
+  const { CachingTokenSource, DEFAULT_BACKOFF } = await import("../../src/token/cache.js");
+  const principal = new CachingTokenSource(source, "OCI principal", { renewBeforeMs: 60_000, minRemainingMs: 10_000, ...DEFAULT_BACKOFF });
+  t.teardown(() => principal.close());
+  const domain = new IdentityDomainTokenSource(principal, { domainUrl: emu.oci.domainUrl, scope: "urn:opc:idm:__myscopes__", timeoutMs: 5000, retry: DEFAULT_RETRY });
+  const tok = await domain.token();
+  const claims = await verifyDomainJwt(emu, tok.value);
+  t.equal(claims.sub_type, "user", "a verified domain JWT after replacing the session");
+  t.equal(n, 2, "the principal was asked again exactly once");
+  t.equal((await calls(emu))[TOKEN_ENDPOINT], 2, "one refused and one accepted exchange");
+});
