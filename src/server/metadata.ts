@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { failText, json, notFound, text } from "./respond.js";
+import { failText, json, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {
   chain: Chain;
@@ -23,11 +23,63 @@ function isTrue(v: string | undefined): boolean {
   return v !== undefined && /^(true|1)$/i.test(v);
 }
 
+/** Percent-decodes what is valid UTF-8 percent-encoding and keeps the rest (and `+`) as it is. */
+function lenientDecode(v: string): string {
+  return v.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run;
+    }
+  });
+}
+
+const IDENTITY_PARAMS = new Set(["audience", "format", "licenses"]);
+
+/**
+ * The `audience` of an identity request, read from the raw query string.
+ * Node's google-auth-library and gcloud put the audience into the URL without
+ * encoding it (`?format=full&audience=https://host/p?x=1&y=2`), so `&k=v` parts
+ * after it whose key is not an identity parameter belong to the audience, and a
+ * `+` is a plus (an encoding client sends a plus as %2B; audiences have no spaces).
+ */
+export function rawAudience(url: string): string | undefined {
+  const q = url.indexOf("?");
+  if (q < 0) return undefined;
+  const parts = url.slice(q + 1).split("#", 1)[0]!.split("&");
+  let found: string | undefined;
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    const eq = p.indexOf("=");
+    const key = lenientDecode(eq < 0 ? p : p.slice(0, eq));
+    if (key !== "audience") continue;
+    let value = eq < 0 ? "" : p.slice(eq + 1);
+    while (i + 1 < parts.length) {
+      const next = parts[i + 1]!;
+      if (next === "") break;
+      const nextKey = lenientDecode(next.includes("=") ? next.slice(0, next.indexOf("=")) : next);
+      if (IDENTITY_PARAMS.has(nextKey)) break;
+      value += `&${next}`;
+      i++;
+    }
+    found = lenientDecode(value);
+  }
+  return found;
+}
+
+/**
+ * The name under which the federated token is listed when no service account is
+ * configured. gcloud reads `default/email` and then only trusts an account that
+ * the `service-accounts/` listing names besides `default`, so the federated
+ * identity needs a name of its own there (it has no email).
+ */
+export const FEDERATED_ACCOUNT = "oci2gcp-federated";
+
 /** `default` and every configured email, each with what the metadata server says of it. */
-function accountsView(o: MetadataOptions): { name: string; email: string; aliases: string[] }[] {
+function accountsView(o: MetadataOptions): { email: string; aliases: string[] }[] {
   const accts = o.chain.accounts;
-  if (accts.length === 0) return [{ name: "default", email: "default", aliases: ["default"] }];
-  return accts.map((email, i) => ({ name: email, email, aliases: i === 0 ? ["default"] : [] }));
+  if (accts.length === 0) return [{ email: FEDERATED_ACCOUNT, aliases: ["default"] }];
+  return accts.map((email, i) => ({ email, aliases: i === 0 ? ["default"] : [] }));
 }
 
 /**
@@ -38,15 +90,18 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   const scopesText = (s: string[]) => s.map((x) => `${x}\n`).join("");
   const saJson = (a: { email: string; aliases: string[] }) => ({ aliases: a.aliases, email: a.email, scopes: o.chain.defaultScopes });
 
+  /** The account name the chain knows: the federated identity is its `default`. */
+  const chainAccount = (name: string) => (o.chain.accounts.length === 0 && name === FEDERATED_ACCOUNT ? "default" : name);
+
   const lookup = (name: string) => {
     const all = accountsView(o);
     if (name === "default") return all[0];
     return all.find((a) => a.email === name);
   };
 
-  app.get("/computeMetadata", (_req, reply) => reply.redirect("/computeMetadata/", 301));
+  app.get("/computeMetadata", (req, reply) => redirect(reply, req.url, "/computeMetadata/"));
   app.get("/computeMetadata/", (_req, reply) => text(reply, "v1/\n"));
-  app.get("/computeMetadata/v1", (_req, reply) => reply.redirect("/computeMetadata/v1/", 301));
+  app.get("/computeMetadata/v1", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/"));
   app.get("/computeMetadata/v1/", (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveRoot());
     return text(reply, "instance/\noslogin/\nproject/\nuniverse/\n");
@@ -55,7 +110,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   const recursiveInstance = () => ({
     serviceAccounts: Object.fromEntries([
       ["default", saJson(accountsView(o)[0]!)],
-      ...(o.chain.accounts.length ? accountsView(o).map((a) => [a.email, saJson(a)]) : []),
+      ...accountsView(o).map((a) => [a.email, saJson(a)]),
     ]),
   });
   const recursiveProject = () => ({ numericProjectId: Number(o.projectNumber), projectId: o.projectId ?? "" });
@@ -74,9 +129,9 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   app.get("/computeMetadata/v1/instance/", instance);
 
   app.get("/computeMetadata/v1/oslogin/", (_req, reply) => text(reply, ""));
-  app.get("/computeMetadata/v1/oslogin", (_req, reply) => reply.redirect("/computeMetadata/v1/oslogin/", 301));
+  app.get("/computeMetadata/v1/oslogin", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/oslogin/"));
 
-  app.get("/computeMetadata/v1/project", (_req, reply) => reply.redirect("/computeMetadata/v1/project/", 301));
+  app.get("/computeMetadata/v1/project", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/project/"));
   app.get("/computeMetadata/v1/project/", (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveProject());
     return text(reply, o.projectId ? "numeric-project-id\nproject-id\n" : "numeric-project-id\n");
@@ -86,7 +141,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   );
   app.get("/computeMetadata/v1/project/numeric-project-id", (_req, reply) => text(reply, o.projectNumber));
 
-  app.get("/computeMetadata/v1/universe", (_req, reply) => reply.redirect("/computeMetadata/v1/universe/", 301));
+  app.get("/computeMetadata/v1/universe", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/universe/"));
   app.get("/computeMetadata/v1/universe/", (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, { universeDomain: o.universeDomain });
     return text(reply, "universe-domain\n");
@@ -95,17 +150,17 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   app.get("/computeMetadata/v1/universe/universe_domain", (_req, reply) => text(reply, o.universeDomain));
 
   const base = "/computeMetadata/v1/instance/service-accounts";
-  app.get(base, (_req, reply) => reply.redirect(`${base}/`, 301));
+  app.get(base, (req, reply) => redirect(reply, req.url, `${base}/`));
   app.get(`${base}/`, (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance().serviceAccounts);
-    const names = ["default", ...(o.chain.accounts.length ? o.chain.accounts : [])];
+    const names = ["default", ...accountsView(o).map((a) => a.email)];
     return text(reply, names.map((n) => `${n}/\n`).join(""));
   });
 
   type P = { Params: { account: string } };
   app.get<P>(`${base}/:account`, (req, reply) => {
     if (!lookup(req.params.account)) return notFound(reply);
-    return reply.redirect(`${base}/${encodeURIComponent(req.params.account)}/`, 301);
+    return redirect(reply, req.url, `${base}/${encodeURIComponent(req.params.account).replace(/%40/g, "@")}/`);
   });
   app.get<P>(`${base}/:account/`, (req, reply) => {
     const a = lookup(req.params.account);
@@ -138,7 +193,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
       }
     }
     try {
-      const t = await o.chain.accessToken({ account: req.params.account, scopes, admit: o.admit(req) });
+      const t = await o.chain.accessToken({ account: chainAccount(req.params.account), scopes, admit: o.admit(req) });
       const expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000);
       return json(reply, `{"access_token":${JSON.stringify(t.value)},"expires_in":${expiresIn},"token_type":"Bearer"}`);
     } catch (e) {
@@ -150,7 +205,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     const a = lookup(req.params.account);
     if (!a) return notFound(reply);
     const q = req.query as Q;
-    const audience = one(q, "audience");
+    const audience = rawAudience(req.url);
     if (!audience) return text(reply, "non-empty audience parameter required\n", 400);
     if (audience.length > o.limits.maxAudienceLength) {
       return text(reply, `oci2gcp: the audience is longer than ${o.limits.maxAudienceLength} characters\n`, 400);
@@ -160,7 +215,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     const licenses = one(q, "licenses");
     if (licenses !== undefined && !/^(true|false)$/i.test(licenses)) return text(reply, "licenses must be TRUE or FALSE\n", 400);
     try {
-      const t = await o.chain.idToken({ account: req.params.account, audience, format, admit: o.admit(req) });
+      const t = await o.chain.idToken({ account: chainAccount(req.params.account), audience, format, admit: o.admit(req) });
       return text(reply, t.value);
     } catch (e) {
       return failText(reply, e);

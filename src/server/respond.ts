@@ -29,6 +29,15 @@ export function json(reply: FastifyReply, body: unknown, status = 200): FastifyR
     .send(Buffer.from(typeof body === "string" ? body : JSON.stringify(body)));
 }
 
+/**
+ * A 301 to `path` (the same query string kept, as the real server keeps it), with
+ * the metadata headers: clients check Metadata-Flavor on every answer they see.
+ */
+export function redirect(reply: FastifyReply, rawUrl: string, path: string): FastifyReply {
+  const q = rawUrl.indexOf("?");
+  return metadataHeaders(reply, "text/html; charset=UTF-8").redirect(q < 0 ? path : `${path}${rawUrl.slice(q)}`, 301);
+}
+
 export function notFound(reply: FastifyReply, what = "The requested URL was not found on this server."): FastifyReply {
   return metadataHeaders(reply, "text/html; charset=UTF-8").code(404).send(Buffer.from(`<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n<p><b>404.</b> <ins>${escapeHtml(what)}</ins></p>\n`));
 }
