@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Chain } from "../chain.js";
-import { json, text } from "./respond.js";
+import { scrub } from "../log.js";
+import { describeFailure, json, text } from "./respond.js";
 
 export const STATUS_PATH = "/oci2gcp/v1/status";
 
@@ -14,9 +15,9 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
       await o.chain.accessToken({ account: "default" });
       return text(reply, "ready\n");
     } catch (e) {
-      const hop = (e as { hop?: string }).hop;
-      reply.header("retry-after", "5");
-      return text(reply, `not ready: ${hop ? `the ${hop} hop failed: ` : ""}${e instanceof Error ? e.message : String(e)}\n`, 503);
+      const f = describeFailure(e);
+      reply.header("retry-after", String(f.retryAfter ?? 5));
+      return text(reply, `not ready: ${f.message.replace(/^oci2gcp: /, "")}\n`, 503);
     }
   });
 
@@ -30,7 +31,7 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
       obtainedAt: state.token ? new Date(state.token.obtainedAt).toISOString() : null,
       lastSuccessAt: state.lastSuccessAt ? new Date(state.lastSuccessAt).toISOString() : null,
       refreshing: state.refreshing,
-      lastError: state.lastError ?? null,
+      lastError: state.lastError === undefined ? null : scrub(state.lastError),
       lastErrorAt: state.lastErrorAt ? new Date(state.lastErrorAt).toISOString() : null,
     }));
     return json(reply, { startedAt: new Date(o.startedAt).toISOString(), accounts: o.chain.accounts, caches });

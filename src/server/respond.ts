@@ -1,4 +1,5 @@
 import type { FastifyReply } from "fastify";
+import { scrub } from "../log.js";
 import { BudgetExceededError } from "../token/cache.js";
 import { HopError } from "../token/token-source.js";
 import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
@@ -53,8 +54,17 @@ export interface UpstreamFailure {
   hop?: string;
 }
 
-/** How an error of the chain reaches an HTTP client: status, Retry-After and a message naming the hop. */
+/**
+ * How an error of the chain reaches an HTTP client: status, Retry-After and a
+ * message naming the hop. The message repeats what an upstream said, scrubbed of
+ * anything token-shaped that it may have echoed.
+ */
 export function describeFailure(e: unknown): UpstreamFailure {
+  const f = failureOf(e);
+  return { ...f, message: scrub(f.message) };
+}
+
+function failureOf(e: unknown): UpstreamFailure {
   if (e instanceof BudgetExceededError) {
     return { status: 429, retryAfter: 60, message: `oci2gcp: ${e.message}`, hop: e.hop };
   }
