@@ -12,7 +12,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
 
 export function usage(): string {
   const cmds = Object.entries(COMMANDS)
-    .map(([n, c]) => `  ${n.padEnd(14)} ${c.summary}`)
+    .map(([n, c]) => `  ${n.padEnd(17)} ${c.summary}`)
     .join("\n");
   const flags = SETTINGS.filter((s) => s.flag)
     .map((s) => `  ${`${s.flag}${s.type === "bool" ? "" : " VALUE"}`.padEnd(26)} ${s.doc} [$${s.env[0]}]`)
