@@ -57,7 +57,7 @@ export const SETTINGS: readonly Setting[] = [
   { path: "server.socketPath", env: ["OCI2GCP_SOCKET"], flag: "--socket", type: "string", doc: "Also listen on this Unix domain socket." },
   { path: "server.socketMode", env: ["OCI2GCP_SOCKET_MODE"], type: "string", default: "0660", doc: "File mode of the Unix socket (octal)." },
   { path: "server.maxRequestsPerMinute", env: ["OCI2GCP_MAX_REQUESTS_PER_MINUTE"], type: "int", default: 600000, doc: "Flood guard: HTTP requests per minute per client address." },
-  { path: "server.upstreamBudgetPerMinute", env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"], type: "int", default: 120, doc: "Requests per minute and client that may start new upstream calls (cache misses); beyond it: 429." },
+  { path: "server.upstreamBudgetPerMinute", env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"], type: "int", default: 120, doc: "Requests per minute and client address that may start new upstream calls (new scope sets or audiences, cache misses); beyond it: 429. Cached answers are never counted. 0: no budget." },
   { path: "server.maxCachedVariants", env: ["OCI2GCP_MAX_CACHED_VARIANTS"], type: "int", default: 256, doc: "Bound on cached scope sets and ID-token audiences per service account." },
   // Token file
   { path: "tokenFile.path", env: ["OCI2GCP_TOKEN_FILE"], flag: "--token-file", type: "string", doc: "Keep the subject token (domain JWT) in this file, replaced atomically, mode 0600, for credential_source.file." },
