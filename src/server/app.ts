@@ -31,13 +31,26 @@ export function routesOf(app: FastifyInstance): { method: string; url: string }[
   return ROUTES.get(app) ?? [];
 }
 
+/**
+ * Who a request comes from, for the flood guard and the upstream budget: its IP, or
+ * for the Unix socket listener (where there is none) the socket's clients as one.
+ */
+function clientKey(req: FastifyRequest): string {
+  return req.ip ?? "unix-socket";
+}
+
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
   const { config, chain } = opts;
+  const debugLogging = opts.logger.isLevelEnabled("debug");
   const app: FastifyInstance = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Per-request lines go out at debug level only (onResponse below): nothing per cached hit by default.
     logController: new LogController({ disableRequestLogging: true }),
+    // Fastify gives every request a child logger ({reqId}); with redaction and scrubbing
+    // that costs more than answering a cached token. Below debug nothing is logged per
+    // request, so requests then share the daemon's logger (error lines carry the URL).
+    childLoggerFactory: (logger, bindings, childOpts) => (debugLogging ? logger.child(bindings, childOpts) : logger),
     bodyLimit: 1024,
     return503OnClosing: true,
     forceCloseConnections: "idle",
@@ -47,7 +60,7 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
     frameworkErrors: (err, _req, reply) => text(reply, `oci2gcp: ${err.message}\n`, typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400),
   });
-  if (opts.logger.isLevelEnabled("debug")) {
+  if (debugLogging) {
     app.addHook("onResponse", async (req, reply) => {
       req.log.debug({ method: req.method, route: req.routeOptions.url ?? "(none)", status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
     });
@@ -70,12 +83,13 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     max: config.server.maxRequestsPerMinute,
     timeWindow: 60_000,
     cache: 10_000,
+    keyGenerator: clientKey,
     // The real metadata server sends no rate-limit headers; send them only when refusing.
     addHeadersOnExceeding: { "x-ratelimit-limit": false, "x-ratelimit-remaining": false, "x-ratelimit-reset": false },
   });
 
   const budget = new UpstreamBudget(config.server.upstreamBudgetPerMinute);
-  const admit = (req: FastifyRequest) => budget.admitter(req.ip);
+  const admit = (req: FastifyRequest) => budget.admitter(clientKey(req));
 
   await app.register(metadataPlugin, {
     chain,

@@ -1,0 +1,70 @@
+// npm run bench [-- --duration S --connections N --processes N --concurrency N --only a,b --profile --node-args "FLAGS" --out FILE]
+//
+// Measures the daemon against baselines taken in the same run, on loopback
+// only: emulated clouds in this process, the daemon and the baseline servers
+// each in a child process. Writes the results into BENCHMARKS.md (between its
+// bench markers), or prints them when --only picks some of the scenarios.
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { Bench } from "./bench.js";
+import { ROOT } from "./proc.js";
+import { f, machine, table, writeReport } from "./report.js";
+import { cold, herds, processes, profiles, startup, throughput, type Part } from "./scenarios.js";
+
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: "string", default: "10" },
+    connections: { type: "string", default: "50" },
+    processes: { type: "string", default: "50" },
+    concurrency: { type: "string", default: "10" },
+    /** Comma-separated: throughput, cold, herd, processes, startup. */
+    only: { type: "string" },
+    /** Also profile the daemon under load and during renewals. */
+    profile: { type: "boolean", default: false },
+    /** Extra node flags for every daemon process, e.g. "--max-semi-space-size=4". */
+    "node-args": { type: "string", default: "" },
+    out: { type: "string", default: path.join(ROOT, "BENCHMARKS.md") },
+  },
+});
+const o = { duration: Number(opt.duration), connections: Number(opt.connections), processes: Number(opt.processes), concurrency: Number(opt.concurrency) };
+const only = opt.only?.split(",");
+const wanted = (s: string) => !only || only.includes(s);
+
+const began = Date.now();
+const bench = await Bench.start(opt["node-args"]!.split(" ").filter(Boolean));
+const parts: Part[] = [];
+let ok = false;
+try {
+  if (wanted("throughput")) parts.push(await throughput(bench, o));
+  if (wanted("cold")) parts.push(await cold(bench, o));
+  if (wanted("herd")) parts.push(await herds(bench, o));
+  if (wanted("processes")) parts.push(await processes(bench, o));
+  if (wanted("startup")) parts.push(await startup(bench));
+  if (opt.profile) parts.push(await profiles(bench, o));
+  ok = true;
+} finally {
+  await bench.close(!ok);
+}
+
+const args = process.argv.slice(2).map((a) => (a.includes(" ") ? JSON.stringify(a) : a));
+const lines = [
+  `Run of ${new Date(began).toISOString().slice(0, 16).replace("T", " ")} UTC, \`npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}\`, ${f((Date.now() - began) / 1000, 0)} s in all.`,
+  "",
+  ...machine(),
+  "- Everything on loopback: the emulated OCI and Google services in the bench process, each server under test in its own child process. The machine is shared: figures move by several percent between runs.",
+  "",
+  "## Summary",
+  "",
+  ...table(
+    ["#", "target", "figure", "baseline (same run)", "ratio", "result"],
+    parts.flatMap((p) => p.summary).sort((a, b) => Number(a[0]) - Number(b[0])),
+  ),
+  "",
+  ...parts.flatMap((p) => p.lines),
+];
+if (only) {
+  process.stdout.write(`${lines.join("\n")}\n`);
+} else {
+  writeReport(opt.out!, lines);
+  process.stderr.write(`written to ${opt.out}\n`);
+}
