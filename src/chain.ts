@@ -93,8 +93,11 @@ export class Chain {
       events,
     );
     const transporter = transport(timeoutMs);
+    // STS gives a federated token no longer than the subject token has left: hand it a
+    // subject token that is not near its end, so federated tokens get their full lifetime.
+    const subjectForSts: TokenSource<DomainToken> = { token: () => this.subject.renewed() };
     const sts = (scopes: string[]) =>
-      new StsTokenSource(this.subject, { stsUrl: config.google.stsUrl, audience: config.google.audience, scopes, transporter, retry });
+      new StsTokenSource(subjectForSts, { stsUrl: config.google.stsUrl, audience: config.google.audience, scopes, transporter, retry });
     this.federated = new CachingTokenSource(sts([CLOUD_PLATFORM]), "STS", googlePolicy, CLOUD_PLATFORM, events);
     this.impersonation = {
       iamCredentialsUrl: config.google.iamCredentialsUrl,

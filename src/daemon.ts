@@ -60,6 +60,14 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   const chain = new Chain(config, events, { principal: o.principal });
   metrics.attach(chain);
   const app = await buildApp({ config, chain, logger: log, metrics });
+  // Once shutting down, every answer closes its connection: a request in flight at
+  // SIGTERM gets its answer, and its keep-alive connection then does not hold the
+  // server open (Fastify closes only the connections idle when close() starts).
+  let closing = false;
+  app.addHook("onSend", async (_req, reply, payload) => {
+    if (closing) reply.header("connection", "close");
+    return payload;
+  });
 
   if (!isLoopbackHost(config.server.host)) {
     log.warn({ host: config.server.host }, "listening on a non-loopback address: every host that can reach it can obtain Google tokens of this machine");
@@ -109,6 +117,7 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
     chain,
     metrics,
     async close() {
+      closing = true;
       sink?.stop();
       if (socketServer) {
         const s = socketServer;

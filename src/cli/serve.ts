@@ -32,7 +32,8 @@ export function untilSignal(log: Logger, stop: () => Promise<void>): Promise<num
       log.info({ signal: sig }, "shutting down");
       const force = setTimeout(() => {
         log.error("in-flight requests did not finish within 10 s; exiting");
-        resolve(1);
+        // Their connections (and upstream calls) would keep the process alive: end it.
+        process.exit(1);
       }, 10_000);
       force.unref();
       stop().then(

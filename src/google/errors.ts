@@ -43,7 +43,10 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
       cause: e,
     });
   }
-  const timedOut = g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError";
-  const why = timedOut ? "no answer in time" : (g.cause?.code ?? (typeof g.code === "string" ? g.code : undefined) ?? g.message ?? String(e));
+  // gaxios enforces its timeout with its own AbortController: an abort is the timeout (nothing else aborts).
+  const timedOut = g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";
+  // Impersonated rewrites the message of what it throws to "unable to impersonate: Error: <message>".
+  const message = g.message?.replace(/^(?:unable to impersonate: )?(?:Error: )?/, "");
+  const why = timedOut ? "no answer within upstream.timeoutMs" : (g.cause?.code ?? (typeof g.code === "string" ? g.code : undefined) ?? message ?? String(e));
   return new HopError(hop, `${what} failed: ${why}`, { retryable: true, cause: e });
 }

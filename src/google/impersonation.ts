@@ -57,12 +57,23 @@ function impersonated(federated: TokenSource, o: ImpersonationOptions, scopes: s
   });
 }
 
+/**
+ * The federated token, obtained before calling IAM Credentials: a failure of the
+ * STS hop then reaches the caller as it is, neither retried again by this hop's
+ * retries (the STS hop has retried already) nor rewritten by google-auth-library,
+ * whose Impersonated prefixes "unable to impersonate: " to the message of the
+ * error object it is given, which here is the error shared by every waiter.
+ */
+async function sourceToken(federated: TokenSource): Promise<void> {
+  await federated.token();
+}
+
 /** generateAccessToken for one service account and scope set. */
 export class ImpersonatedAccessTokenSource implements TokenSource {
   private readonly client: Impersonated;
 
   constructor(
-    federated: TokenSource,
+    private readonly federated: TokenSource,
     private readonly o: ImpersonationOptions,
     scopes: string[],
     lifetimeSeconds: number,
@@ -70,7 +81,8 @@ export class ImpersonatedAccessTokenSource implements TokenSource {
     this.client = impersonated(federated, o, scopes, lifetimeSeconds);
   }
 
-  token(): Promise<Token> {
+  async token(): Promise<Token> {
+    await sourceToken(this.federated);
     return withRetry(this.o.retry, async () => {
       let tokens: { access_token?: string | null; expiry_date?: number | null };
       try {
@@ -97,7 +109,7 @@ export class ImpersonatedIdTokenSource implements TokenSource {
   private readonly client: Impersonated;
 
   constructor(
-    federated: TokenSource,
+    private readonly federated: TokenSource,
     private readonly o: ImpersonationOptions,
     private readonly audience: string,
     private readonly includeEmail: boolean,
@@ -105,7 +117,8 @@ export class ImpersonatedIdTokenSource implements TokenSource {
     this.client = impersonated(federated, o, [], 3600);
   }
 
-  token(): Promise<Token> {
+  async token(): Promise<Token> {
+    await sourceToken(this.federated);
     return withRetry(this.o.retry, async () => {
       let jwt: string;
       try {

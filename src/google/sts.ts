@@ -31,12 +31,18 @@ export class StsTokenSource implements TokenSource {
     this.sts = new StsCredentials({ tokenExchangeEndpoint: opts.stsUrl, transporter: opts.transporter });
   }
 
-  token(): Promise<Token> {
+  async token(): Promise<Token> {
+    // A failure of the identity-domain hop reaches the caller as it is: that hop has
+    // retried already, and retrying it again here would multiply the attempts.
+    await this.subject.token();
     return withRetry(this.opts.retry, () => this.once());
   }
 
   private async once(): Promise<Token> {
     const subject = await this.subject.token();
+    // expires_in counts from when STS answered, which is before the answer arrived:
+    // count from when the request left, so that the lifetime is never overstated.
+    const sent = Date.now();
     let res: Awaited<ReturnType<StsCredentials["exchangeToken"]>>;
     try {
       res = await this.sts.exchangeToken({
@@ -54,8 +60,7 @@ export class StsTokenSource implements TokenSource {
     if (!data || typeof data !== "object" || typeof data.access_token !== "string" || data.access_token === "") {
       throw new HopError(HOP, "the token exchange answered 200 without an access_token", { retryable: true });
     }
-    const now = Date.now();
     const life = checkLifetime(HOP, data.expires_in);
-    return { value: data.access_token, expiresAt: now + life * 1000, obtainedAt: now };
+    return { value: data.access_token, expiresAt: sent + life * 1000, obtainedAt: sent };
   }
 }

@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import type { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+import { snippet } from "../upstream/retry.js";
 
 /** The transport type google-auth-library's clients take. */
 export type Transport = NonNullable<ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never>;
@@ -21,6 +22,19 @@ export function transport(timeoutMs: number): Transport {
       opts.retry = false;
       delete opts.retryConfig;
       return opts;
+    },
+  });
+  // Every Google endpoint called answers a JSON object. A 2xx with anything else (an
+  // HTML page from a proxy, a truncated body) is a broken answer: say so, instead of
+  // letting the library fail on it with a TypeError that quotes the body.
+  g.interceptors.response.add({
+    resolved: async (res) => {
+      const data = (res as { data?: unknown }).data;
+      if (!data || typeof data !== "object") {
+        const body = typeof data === "string" ? data : String(data);
+        throw new Error(`HTTP ${res.status} with a body that is not a JSON object: ${snippet(body, 80)}`);
+      }
+      return res;
     },
   });
   return g;

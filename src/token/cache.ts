@@ -98,6 +98,28 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   }
 
   /**
+   * A token that is not yet due for renewal, for a hop that derives its own token
+   * from this one and inherits its expiry (Google STS gives a federated token no
+   * longer than the subject token has left). When the cached token is past its
+   * renewal point, waits for the renewal (the one under way, or a new one) rather
+   * than passing on a token near its end; if that fails, falls back to the cached
+   * token while it is above the floor. During a backoff, this is `token()`.
+   */
+  async renewed(): Promise<T> {
+    const cur = this.current;
+    const now = Date.now();
+    if (!cur || now < this.margins(cur).renewAt || now < this.nextAttemptAt) return this.token();
+    this.usedSinceRefresh = true;
+    try {
+      return await this.refresh();
+    } catch (e) {
+      const still = this.peek();
+      if (still) return still;
+      throw e;
+    }
+  }
+
+  /**
    * Forgets the cached token (the upstream said it is no longer good, e.g.
    * revoked early): the next call obtains a new one. A refresh under way is kept.
    */

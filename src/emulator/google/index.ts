@@ -69,7 +69,7 @@ export interface TokenInfo {
   subject: string;
   /** service_account: the subject of the token that minted it (a principal:// URL or an SA email). */
   delegator?: string;
-  /** Unix seconds. */
+  /** Unix seconds; fractional for federated tokens, which live from the moment they are issued. */
   expiresAt: number;
 }
 
@@ -262,7 +262,7 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
   const live = (token: string): TokenRecord | undefined => {
     const rec = tokens.get(token);
     if (!rec) return undefined;
-    if (rec.expiresAt <= nowSeconds()) {
+    if (rec.expiresAt <= Date.now() / 1000) {
       tokens.delete(token);
       return undefined;
     }
@@ -412,9 +412,14 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       }
       if (!ok) return stsError("unauthorized_client", "The given credential is rejected by the attribute condition.");
     }
-    const expiresIn = Math.max(1, Math.min(settings.federatedTokenSeconds, exp - now));
+    // The token lives federatedTokenSeconds from this moment, or until the JWT expires
+    // when that comes first (by whole seconds, as exp counts); expires_in is what is left,
+    // rounded down, so that it never promises more than the token has.
+    const issued = Date.now() / 1000;
+    const expiresAt = exp - now < settings.federatedTokenSeconds ? exp : issued + settings.federatedTokenSeconds;
+    const expiresIn = Math.max(1, Math.floor(expiresAt - issued));
     const token = randomToken("ya29.d.emu_");
-    remember({ token, kind: "federated", scopes, subject: principalFor(subject), expiresAt: now + expiresIn });
+    remember({ token, kind: "federated", scopes, subject: principalFor(subject), expiresAt });
     return {
       status: 200,
       headers: STS_JSON,
@@ -614,8 +619,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       out.sub = who;
     }
     out.scope = rec.scopes.join(" ");
-    out.exp = String(rec.expiresAt);
-    out.expires_in = String(rec.expiresAt - now);
+    out.exp = String(Math.floor(rec.expiresAt));
+    out.expires_in = String(Math.floor(rec.expiresAt) - now);
     if (out.sub) {
       out.email = rec.email!;
       out.email_verified = "true";

@@ -1,0 +1,289 @@
+/**
+ * Helpers of the reliability and security tests: steering the emulators over
+ * their HTTP control surface, timestamps of upstream calls, daemons started
+ * against an emulator that is already running (several daemons can share one,
+ * which saves the emulator's key generation per case), polling, and a seeded PRNG.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { loadConfig, type Config } from "../../src/config/config.js";
+import { startDaemon, type Daemon } from "../../src/daemon.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../src/emulator/index.js";
+import { createLogger } from "../../src/log.js";
+import type { SigningIdentity } from "../../src/oci/principal.js";
+import type { TokenSource } from "../../src/token/token-source.js";
+import { SECRET_PATTERNS } from "./stack.js";
+
+/** The repository root. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export type Endpoint =
+  | "oci.metadata"
+  | "oci.federation"
+  | "oci.identityDomain.token"
+  | "google.sts.token"
+  | "google.iam.generateAccessToken"
+  | "google.iam.generateIdToken";
+
+export interface FaultSpec {
+  endpoint: Endpoint;
+  status?: number;
+  latencyMs?: number;
+  drop?: boolean;
+  body?: string;
+  headers?: Record<string, string>;
+  count?: number;
+}
+
+/** POST /_emulator/faults; throws unless the emulator accepted it. */
+export async function fault(emu: Emulators, f: FaultSpec | FaultSpec[]): Promise<void> {
+  const res = await fetch(`${emu.url}/_emulator/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(f) });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`fault not accepted: HTTP ${res.status} ${text}`);
+}
+
+/** DELETE /_emulator/faults. */
+export async function clearFaults(emu: Emulators): Promise<void> {
+  const res = await fetch(`${emu.url}/_emulator/faults`, { method: "DELETE" });
+  await res.arrayBuffer();
+  if (res.status !== 204) throw new Error(`faults not cleared: HTTP ${res.status}`);
+}
+
+/** POST /_emulator/settings. */
+export async function emuSettings(
+  emu: Emulators,
+  s: { oci?: Record<string, number>; google?: Record<string, number> },
+): Promise<void> {
+  const res = await fetch(`${emu.url}/_emulator/settings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(s) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`settings not accepted: HTTP ${res.status} ${text}`);
+}
+
+/**
+ * Records when each upstream call reached the emulator: the emulator counts a
+ * call by assigning `calls[endpoint] = n + 1`, so a setter on each counter sees
+ * every call at the moment it arrives. `/_emulator/calls` still works.
+ */
+export function recordCallTimes(emu: Emulators): Record<string, number[]> {
+  const times: Record<string, number[]> = {};
+  const counters = emu.server.calls;
+  for (const k of Object.keys(counters)) {
+    let v = counters[k]!;
+    const list: number[] = [];
+    times[k] = list;
+    Object.defineProperty(counters, k, {
+      enumerable: true,
+      configurable: true,
+      get: () => v,
+      set: (n: number) => {
+        if (n > v) list.push(Date.now());
+        v = n;
+      },
+    });
+  }
+  return times;
+}
+
+/** Polls `pred` every `everyMs` until it holds or `timeoutMs` passes; returns whether it held. */
+export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pred()) return true;
+    if (Date.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** mulberry32: a small seeded PRNG, so that generated inputs reproduce. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface TestDaemon {
+  emu: Emulators;
+  daemon: Daemon;
+  config: Config;
+  url: string;
+  logText(): string;
+  logs(): Record<string, unknown>[];
+  secrets: Set<string>;
+  get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; text: string; ms: number }>;
+  leaks(): string[];
+  /** Closes the daemon only; the emulator belongs to the caller. */
+  close(): Promise<void>;
+}
+
+/** The settings that point a daemon at the emulators (as test/helpers/stack.ts does). */
+export function emulatorOverrides(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, unknown> {
+  return {
+    "oci.principal": "instance",
+    "oci.metadataUrl": emu.oci.metadataBaseUrl,
+    "oci.federationUrl": emu.oci.federationEndpoint,
+    "identityDomain.url": emu.oci.domainUrl,
+    "google.audience": emu.google.audience,
+    "google.stsUrl": emu.google.stsUrl,
+    "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
+    "google.serviceAccounts": serviceAccounts,
+    "google.projectId": DEMO_PROJECT_ID,
+    "server.port": 0,
+  };
+}
+
+/** Lines of `text` that hold a secret: token-shaped text, or (a prefix of) a token the test received. */
+export function leakedLines(text: string, secrets: Iterable<string>): string[] {
+  const known = [...secrets].filter((s) => s.length >= 16).map((s) => s.slice(0, 40));
+  return text.split("\n").filter((l) => SECRET_PATTERNS.some((p) => p.test(l)) || known.some((s) => l.includes(s)));
+}
+
+/** A daemon (logging at trace into memory) against running emulators. */
+export async function startDaemonOn(
+  emu: Emulators,
+  o: { overrides?: Record<string, unknown>; serviceAccounts?: string[]; logLevel?: string; warm?: boolean; principal?: TokenSource<SigningIdentity> } = {},
+): Promise<TestDaemon> {
+  const config = loadConfig({
+    env: {},
+    overrides: { ...emulatorOverrides(emu, o.serviceAccounts), "log.level": o.logLevel ?? "trace", ...o.overrides },
+  });
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      cb();
+    },
+  });
+  const daemon = await startDaemon(config, { logger: createLogger(config.log.level, sink), warm: o.warm ?? false, principal: o.principal });
+  const secrets = new Set<string>();
+  const logText = () => chunks.join("");
+  return {
+    emu,
+    daemon,
+    config,
+    url: daemon.url,
+    logText,
+    logs: () =>
+      logText()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+    secrets,
+    async get(path, headers = {}) {
+      const t0 = Date.now();
+      const res = await fetch(`${daemon.url}${path}`, { headers: { "metadata-flavor": "Google", ...headers } });
+      const text = await res.text();
+      if (res.status === 200) {
+        const m = /"access_token":"([^"]+)"/.exec(text);
+        if (m) secrets.add(m[1]!);
+        else if (/^eyJ/.test(text)) secrets.add(text);
+      }
+      return { status: res.status, headers: res.headers, text, ms: Date.now() - t0 };
+    },
+    leaks: () => leakedLines(logText(), secrets),
+    close: () => daemon.close(),
+  };
+}
+
+/** Decodes a JWT payload without verifying; undefined when it is not one. */
+export function jwtClaims(jwt: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(Buffer.from(jwt.split(".")[1]!, "base64url").toString("utf8")) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An unsigned JWT-shaped string with the given claims (enough for what the daemon decodes). */
+export function fakeJwt(claims: Record<string, unknown>): string {
+  const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${enc({ alg: "RS256", typ: "JWT", kid: "SIGNING_KEY" })}.${enc(claims)}.${Buffer.from("not-a-signature").toString("base64url")}`;
+}
+
+/** The environment for a child `oci2gcp`, without settings of the developer's own. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!/^(OCI2GCP_|OCI_|GCP_|GOOGLE_|KUBERNETES_|GCE_)/.test(k)) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** A JSON config file (nested) from setting paths and values. */
+export function writeConfigFile(file: string, settings: Record<string, unknown>): string {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(settings)) {
+    const ks = k.split(".");
+    let cur = out;
+    for (const part of ks.slice(0, -1)) cur = (cur[part] ??= {}) as Record<string, unknown>;
+    cur[ks[ks.length - 1]!] = v;
+  }
+  fs.writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+  return file;
+}
+
+export interface Child {
+  proc: ChildProcess;
+  /** Every stdout line, parsed when it is JSON. */
+  lines: (Record<string, unknown> | string)[];
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first line that matches, or undefined after timeoutMs. */
+  line(pred: (l: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown> | undefined>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  kill(): void;
+}
+
+/** Runs `node bin/oci2gcp.js ...args` with stdout and stderr captured. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv): Child {
+  const proc = spawn(process.execPath, [path.join(ROOT, "bin/oci2gcp.js"), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  const lines: (Record<string, unknown> | string)[] = [];
+  let partial = "";
+  proc.stdout!.on("data", (c: Buffer) => {
+    out += c.toString("utf8");
+    partial += c.toString("utf8");
+    const parts = partial.split("\n");
+    partial = parts.pop()!;
+    for (const l of parts) {
+      if (!l) continue;
+      try {
+        lines.push(JSON.parse(l) as Record<string, unknown>);
+      } catch {
+        lines.push(l);
+      }
+    }
+  });
+  proc.stderr!.on("data", (c: Buffer) => (err += c.toString("utf8")));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    proc.on("exit", (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  return {
+    proc,
+    lines,
+    stdout: () => out,
+    stderr: () => err,
+    async line(pred, timeoutMs) {
+      let found: Record<string, unknown> | undefined;
+      await waitFor(() => {
+        found = lines.find((l): l is Record<string, unknown> => typeof l === "object" && pred(l));
+        return found !== undefined || proc.exitCode !== null;
+      }, timeoutMs);
+      return found;
+    },
+    exited,
+    kill: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    },
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The identity-domain hop (token exchange) facing a failing upstream: 5xx
+ * retried, 429 Retry-After honoured, 4xx not retried, garbage and clock skew
+ * refused with a clear error, hung connections cut; the daemon recovers without
+ * a restart and logs no secret at trace level.
+ *
+ * The domain JWT is cached once per daemon, so every case starts a fresh daemon
+ * on the shared emulator; they all share one (cached) OCI principal.
+ */
+import t from "tap";
+import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import type { SigningIdentity } from "../../src/oci/principal.js";
+import type { TokenSource } from "../../src/token/token-source.js";
+import { calls } from "../helpers/stack.js";
+import { clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
+
+const TIMEOUT_MS = 800;
+const ATTEMPTS = 3;
+const SUBJECT = "/oci2gcp/v1/subject-token";
+const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
+const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEMPTS };
+
+let emu: Emulators;
+let times: Record<string, number[]>;
+let base: TestDaemon;
+const daemons: TestDaemon[] = [];
+
+t.before(async () => {
+  emu = await startEmulators();
+  times = recordCallTimes(emu);
+  // The OCI session every case signs with, obtained with the default (generous)
+  // timeouts: the OCI side is not under test here, and a cold start on a loaded
+  // machine must not fail the short timeouts of the test daemons.
+  base = await startDaemonOn(emu);
+  daemons.push(base);
+  let last = { status: 0, text: "" };
+  if (!(await waitFor(async () => (last = await base.get(SUBJECT)).status === 200, 30_000, 500))) throw new Error(`warm-up failed: ${last.status} ${last.text}`);
+});
+t.teardown(async () => {
+  for (const d of daemons) await d.close();
+  await emu?.close();
+});
+
+/** A fresh daemon; `sharedPrincipal` makes it use the base daemon's (cached) OCI principal. */
+async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<TestDaemon> {
+  const principal: TokenSource<SigningIdentity> | undefined = sharedPrincipal ? { token: () => base.daemon.chain.principal.token() } : undefined;
+  const d = await startDaemonOn(emu, { overrides: { ...overrides, ...extra }, principal });
+  daemons.push(d);
+  return d;
+}
+
+/** What the subject-token endpoint's JSON error says, and which hop it blames. */
+function said(r: { text: string }): string {
+  const b = JSON.parse(r.text) as { error_description: string; hop: string };
+  return `${b.error_description} [hop: ${b.hop}]`;
+}
+
+const count = async (e: Endpoint) => (await calls(emu))[e] ?? 0;
+const json = { "content-type": "application/json" };
+const now = () => Math.floor(Date.now() / 1000);
+
+t.test("identity domain (oci.identityDomain.token)", async (t) => {
+  const E: Endpoint = "oci.identityDomain.token";
+  const HOP = /the identity domain hop failed/;
+  const HOP_FIELD = /\[hop: identity domain\]$/;
+  t.afterEach(() => clearFaults(emu));
+
+  t.test("500 is retried, and the retry succeeds", async (t) => {
+    const d = await daemon(true);
+    const before = await count(E);
+    await fault(emu, { endpoint: E, status: 500, count: ATTEMPTS - 1 });
+    const r = await d.get(SUBJECT);
+    t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
+    t.equal((await count(E)) - before, ATTEMPTS);
+  });
+
+  t.test("500 on every attempt: 503 naming the hop and the status, after `attempts` calls", async (t) => {
+    const d = await daemon(true);
+    const before = await count(E);
+    await fault(emu, { endpoint: E, status: 500 });
+    const r = await d.get(SUBJECT);
+    t.equal(r.status, 503);
+    t.match(r.text, HOP);
+    t.match(r.text, /HTTP 500/);
+    t.ok(Number(r.headers.get("retry-after")) >= 1);
+    t.equal((await count(E)) - before, ATTEMPTS);
+  });
+
+  t.test("a failing identity domain is not retried again by the STS hop above it", async (t) => {
+    const d = await daemon(true, {});
+    const before = await calls(emu);
+    await fault(emu, { endpoint: E, status: 503 });
+    const r = await d.get(TOKEN);
+    t.equal(r.status, 503);
+    t.match(r.text, HOP, "the error names the hop that failed, not the one above it");
+    const after = await calls(emu);
+    t.equal(after[E]! - before[E]!, ATTEMPTS, "attempts of the identity domain, not attempts squared");
+    t.equal(after["google.sts.token"]! - before["google.sts.token"]!, 0, "STS never called");
+  });
+
+  t.test("429 with Retry-After: the next attempt waits for it", async (t) => {
+    const d = await daemon(true);
+    const before = times[E]!.length;
+    await fault(emu, { endpoint: E, status: 429, headers: { "retry-after": "2" }, count: 1 });
+    const r = await d.get(SUBJECT);
+    t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
+    const mine = times[E]!.slice(before);
+    t.equal(mine.length, 2);
+    t.ok(mine[1]! - mine[0]! >= 1995, `second call ${mine[1]! - mine[0]!} ms after the first`);
+  });
+
+  t.test("401 is not retried", async (t) => {
+    const d = await daemon(true);
+    const before = await count(E);
+    await fault(emu, { endpoint: E, status: 401 });
+    const r = await d.get(SUBJECT);
+    t.equal(r.status, 503);
+    t.match(r.text, HOP);
+    t.match(r.text, /HTTP 401/);
+    t.equal((await count(E)) - before, 1, "exactly one call");
+  });
+
+  const jwt = (claims: Record<string, unknown>) => fakeJwt({ iss: "https://identity.oraclecloud.com/", sub: "x", ...claims });
+  // Bodies are made when the case runs: they hold times relative to now.
+  const garbage: [string, () => string, RegExp][] = [
+    ["non-JSON body", () => "<html><body>Bad gateway</body></html>", /HTTP 200 with a body that is not JSON/],
+    ["JSON without fields", () => "{}", /HTTP 200 without an access_token/],
+    ["an access_token that is not a JWT", () => JSON.stringify({ access_token: "abc.def", token_type: "Bearer", expires_in: 3600 }), /access_token is not a JWT/],
+    ["a JWT whose payload does not parse", () => JSON.stringify({ access_token: "eyJhbGciOiJSUzI1NiJ9.%%%%.sig", expires_in: 3600 }), /access_token is not a JWT/],
+    ["a JWT without exp", () => JSON.stringify({ access_token: jwt({}), expires_in: 3600 }), /no numeric exp claim/],
+    ["expires_in 0", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: 0 }), /expires_in is 0, not a lifetime/],
+    ["expires_in negative", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: -3600 }), /expires_in is -3600, not a lifetime/],
+    ["expires_in absurd", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: 10 ** 9 }), /expires_in is 1000000000, not a lifetime/],
+    ["expires_in not a number", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "3600" }), /expires_in is "3600", not a lifetime/],
+    ["an expired JWT", () => JSON.stringify({ access_token: jwt({ exp: now() - 600 }) }), /expired 60\d s ago on arrival: check this machine's clock/],
+    ["a JWT with an exp years away", () => JSON.stringify({ access_token: jwt({ exp: now() + 5 * 365 * 86400 }) }), /exp is more than a day away: check this machine's clock/],
+    [
+      "clock skew: exp and expires_in disagree by minutes",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 + 600, iat: now() }), expires_in: 3600 }),
+      /exp disagrees with expires_in by (59\d|60\d) s: this machine's clock and the identity domain's differ; fix the clock \(NTP\)/,
+    ],
+    [
+      "clock skew: issued in the future",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 + 900, iat: now() + 900 }) }),
+      /issued (89\d|90\d) s in the future: this machine's clock is behind; fix it \(NTP\)/,
+    ],
+  ];
+  for (const [what, make, says] of garbage) {
+    t.test(`200 with garbage: ${what}`, async (t) => {
+      const d = await daemon(true);
+      const body = make();
+      await fault(emu, { endpoint: E, status: 200, body, headers: body.startsWith("{") ? json : { "content-type": "text/html" } });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 503, r.text);
+      t.match(r.text, HOP);
+      t.match(said(r), says);
+      t.match(said(r), HOP_FIELD, "the JSON error names the hop");
+      // Once the identity domain answers properly again, the same daemon recovers.
+      await clearFaults(emu);
+      t.ok(await waitFor(async () => (await d.get(SUBJECT)).status === 200, 5000, 200), "recovers after the fault");
+    });
+  }
+
+  t.test("a hung connection times out, naming the hop", async (t) => {
+    const d = await daemon(true);
+    await fault(emu, { endpoint: E, latencyMs: 4 * TIMEOUT_MS });
+    const r = await d.get(SUBJECT);
+    t.equal(r.status, 503, r.text);
+    t.match(r.text, HOP);
+    t.match(r.text, new RegExp(`no answer within ${TIMEOUT_MS} ms`));
+    t.ok(r.ms < ATTEMPTS * TIMEOUT_MS + 600 + 1500, `answered in ${r.ms} ms`);
+  });
+});
+
+t.test("no secret in the trace-level logs of any daemon", async (t) => {
+  for (const d of daemons) t.same(d.leaks(), []);
+});
