@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadConfig, type Config } from "../src/config/config.js";
 import { runDoctor, renderReport, type DoctorReport } from "../src/doctor/doctor.js";
-import { DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../src/emulator/index.js";
+import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../src/emulator/index.js";
 import type { SigningIdentity } from "../src/oci/principal.js";
 
 async function setup(t: Tap.Test, emuOpts: EmulatorsOptions = {}, overrides: (e: Emulators) => Record<string, unknown> = () => ({})): Promise<{ emu: Emulators; config: Config }> {
@@ -15,13 +15,7 @@ async function setup(t: Tap.Test, emuOpts: EmulatorsOptions = {}, overrides: (e:
   const config = loadConfig({
     env: {},
     overrides: {
-      "oci.metadataUrl": emu.oci.metadataBaseUrl,
-      "oci.federationUrl": emu.oci.federationEndpoint,
-      "identityDomain.url": emu.oci.domainUrl,
-      "google.audience": emu.google.audience,
-      "google.stsUrl": emu.google.stsUrl,
-      "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
-      "google.serviceAccounts": [DEMO_SERVICE_ACCOUNT],
+      ...daemonSettingsFor(emu),
       "upstream.timeoutMs": 2000,
       ...overrides(emu),
     },

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadConfig } from "../config/config.js";
 import { routeConsoleToLogger, startDaemon } from "../daemon.js";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators } from "../emulator/index.js";
+import { daemonSettingsFor, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators } from "../emulator/index.js";
 import { createLogger } from "../log.js";
 import { SUBJECT_TOKEN_PATH } from "../server/subject-token.js";
 import { parse } from "./args.js";
@@ -35,15 +35,7 @@ export async function demo(argv: string[]): Promise<number> {
   const emu = await startEmulators();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oci2gcp-demo-"));
   const overrides: Record<string, unknown> = {
-    "oci.principal": "instance",
-    "oci.metadataUrl": emu.oci.metadataBaseUrl,
-    "oci.federationUrl": emu.oci.federationEndpoint,
-    "identityDomain.url": emu.oci.domainUrl,
-    "google.audience": emu.google.audience,
-    "google.stsUrl": emu.google.stsUrl,
-    "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
-    "google.serviceAccounts": [DEMO_SERVICE_ACCOUNT],
-    "google.projectId": DEMO_PROJECT_ID,
+    ...daemonSettingsFor(emu),
     "server.host": "127.0.0.1",
     "server.port": port,
   };

@@ -8,6 +8,24 @@ export type { OciEmulator, GoogleEmulator };
 export const DEMO_SERVICE_ACCOUNT = "oci-workload@demo-project.iam.gserviceaccount.com";
 export const DEMO_PROJECT_ID = "demo-project";
 
+/**
+ * The settings (by setting path) that point a daemon at these emulators with an
+ * instance principal: what the demo runs with, and what the tests start from.
+ */
+export function daemonSettingsFor(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, unknown> {
+  return {
+    "oci.principal": "instance",
+    "oci.metadataUrl": emu.oci.metadataBaseUrl,
+    "oci.federationUrl": emu.oci.federationEndpoint,
+    "identityDomain.url": emu.oci.domainUrl,
+    "google.audience": emu.google.audience,
+    "google.stsUrl": emu.google.stsUrl,
+    "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
+    "google.serviceAccounts": serviceAccounts,
+    "google.projectId": DEMO_PROJECT_ID,
+  };
+}
+
 export interface EmulatorsOptions {
   host?: string;
   port?: number;

@@ -11,7 +11,7 @@ import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { startDaemon, type Daemon } from "../../src/daemon.js";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../src/emulator/index.js";
+import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
@@ -127,18 +127,7 @@ export interface TestDaemon {
 
 /** The settings that point a daemon at the emulators (as test/helpers/stack.ts does). */
 export function emulatorOverrides(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, unknown> {
-  return {
-    "oci.principal": "instance",
-    "oci.metadataUrl": emu.oci.metadataBaseUrl,
-    "oci.federationUrl": emu.oci.federationEndpoint,
-    "identityDomain.url": emu.oci.domainUrl,
-    "google.audience": emu.google.audience,
-    "google.stsUrl": emu.google.stsUrl,
-    "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
-    "google.serviceAccounts": serviceAccounts,
-    "google.projectId": DEMO_PROJECT_ID,
-    "server.port": 0,
-  };
+  return { ...daemonSettingsFor(emu, serviceAccounts), "server.port": 0 };
 }
 
 /** Lines of `text` that hold a secret: token-shaped text, or (a prefix of) a token the test received. */

@@ -5,7 +5,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { routeConsoleToLogger, startDaemon, type Daemon } from "../../src/daemon.js";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../../src/emulator/index.js";
+import { daemonSettingsFor, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
@@ -96,15 +96,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     config = loadConfig({
       env: {},
       overrides: {
-        "oci.principal": "instance",
-        "oci.metadataUrl": emu.oci.metadataBaseUrl,
-        "oci.federationUrl": emu.oci.federationEndpoint,
-        "identityDomain.url": emu.oci.domainUrl,
-        "google.audience": emu.google.audience,
-        "google.stsUrl": emu.google.stsUrl,
-        "google.iamCredentialsUrl": emu.google.iamCredentialsUrl,
-        "google.serviceAccounts": serviceAccounts,
-        "google.projectId": DEMO_PROJECT_ID,
+        ...daemonSettingsFor(emu, serviceAccounts),
         "server.port": 0,
         "log.level": o.logLevel ?? "trace",
         ...o.overrides,
