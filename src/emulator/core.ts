@@ -131,18 +131,9 @@ export class EmulatorServer {
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    let body: Buffer;
-    try {
-      body = await readBody(req);
-    } catch {
-      send(res, { status: 413, body: { error: "request body too large" } });
-      return;
-    }
-    const target = req.url ?? "/";
-    const q = target.indexOf("?");
-    const path = q < 0 ? target : target.slice(0, q);
-    const query = new URLSearchParams(q < 0 ? "" : target.slice(q + 1));
-    const method = (req.method ?? "GET").toUpperCase();
+    const parsed = await parseRequest(req, res);
+    if (!parsed) return;
+    const { method, path, target, query, body } = parsed;
 
     if (path.startsWith("/_emulator/")) {
       send(res, this.control(method, path, body));
@@ -173,19 +164,9 @@ export class EmulatorServer {
    */
   async handleExternal(endpoint: string, req: http.IncomingMessage, res: http.ServerResponse, handler: Handler): Promise<void> {
     this.declareEndpoint(endpoint);
-    let body: Buffer;
-    try {
-      body = await readBody(req);
-    } catch {
-      send(res, { status: 413, body: { error: "request body too large" } });
-      return;
-    }
-    const target = req.url ?? "/";
-    const q = target.indexOf("?");
-    const path = q < 0 ? target : target.slice(0, q);
-    const query = new URLSearchParams(q < 0 ? "" : target.slice(q + 1));
-    const method = (req.method ?? "GET").toUpperCase();
-    await this.serve(endpoint, handler, req, res, { method, path, target, query, headers: req.headers, body, params: {} });
+    const parsed = await parseRequest(req, res);
+    if (!parsed) return;
+    await this.serve(endpoint, handler, req, res, { ...parsed, headers: req.headers, params: {} });
   }
 
   private async serve(endpoint: string, handler: Handler, req: http.IncomingMessage, res: http.ServerResponse, er: EmulatorRequest): Promise<void> {
@@ -255,6 +236,29 @@ export class EmulatorServer {
     }
     return { status: 404, body: { error: "unknown control route" } };
   }
+}
+
+/** Method, path, query and body of a request; undefined (after answering 413) when the body is too large. */
+async function parseRequest(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<{ method: string; path: string; target: string; query: URLSearchParams; body: Buffer } | undefined> {
+  let body: Buffer;
+  try {
+    body = await readBody(req);
+  } catch {
+    send(res, { status: 413, body: { error: "request body too large" } });
+    return undefined;
+  }
+  const target = req.url ?? "/";
+  const q = target.indexOf("?");
+  return {
+    method: (req.method ?? "GET").toUpperCase(),
+    path: q < 0 ? target : target.slice(0, q),
+    target,
+    query: new URLSearchParams(q < 0 ? "" : target.slice(q + 1)),
+    body,
+  };
 }
 
 function validateFault(f: unknown): string | undefined {
