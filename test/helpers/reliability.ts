@@ -15,7 +15,7 @@ import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../s
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
-import { SECRET_PATTERNS } from "./stack.js";
+import { recordSecrets, SECRET_PATTERNS } from "./stack.js";
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -171,11 +171,7 @@ export async function startDaemonOn(
       const t0 = Date.now();
       const res = await fetch(`${daemon.url}${path}`, { headers: { "metadata-flavor": "Google", ...headers } });
       const text = await res.text();
-      if (res.status === 200) {
-        const m = /"access_token":"([^"]+)"/.exec(text);
-        if (m) secrets.add(m[1]!);
-        else if (/^eyJ/.test(text)) secrets.add(text);
-      }
+      if (res.status === 200) recordSecrets(text, secrets);
       return { status: res.status, headers: res.headers, text, ms: Date.now() - t0 };
     },
     leaks: () => leakedLines(logText(), secrets),

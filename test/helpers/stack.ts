@@ -146,13 +146,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     async get(path, headers = {}) {
       const res = await fetch(`${daemon.url}${path}`, { headers: { "metadata-flavor": "Google", ...headers } });
       const text = await res.text();
-      if (res.status === 200) {
-        const m = /"access_token":"([^"]+)"/.exec(text);
-        if (m) secrets.add(m[1]!);
-        else if (/^eyJ/.test(text)) secrets.add(text);
-        const idt = /"id_token":"([^"]+)"/.exec(text);
-        if (idt) secrets.add(idt[1]!);
-      }
+      if (res.status === 200) recordSecrets(text, secrets);
       return { status: res.status, headers: res.headers, text };
     },
     leaks() {
@@ -167,6 +161,15 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     },
   };
   return stack;
+}
+
+/** Remembers the tokens in a daemon's 200 answer, so that a test can look for them in the logs. */
+export function recordSecrets(text: string, secrets: Set<string>): void {
+  const m = /"access_token":"([^"]+)"/.exec(text);
+  if (m) secrets.add(m[1]!);
+  else if (/^eyJ/.test(text)) secrets.add(text);
+  const idt = /"id_token":"([^"]+)"/.exec(text);
+  if (idt) secrets.add(idt[1]!);
 }
 
 /** Counters of the emulators, by endpoint key. */
