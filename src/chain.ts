@@ -132,14 +132,31 @@ export class Chain {
   accessToken(req: AccessTokenRequest): Promise<Token> {
     const email = this.resolveAccount(req.account);
     const scopes = req.scopes && req.scopes.length ? normaliseScopes(req.scopes) : this.defaultScopes;
+    return this.accessCache(email, scopes, true)!.token(req.admit);
+  }
+
+  /**
+   * The access token of `account` for the default scopes when it is in the cache
+   * and `accessToken()` would answer with it at once, and `proceed()` (asked only
+   * then) agrees: counted as that hit. Otherwise undefined, and nothing is
+   * counted or started.
+   */
+  cachedAccessToken(account: string, proceed: () => boolean = () => true): Token | undefined {
+    const cache = this.accessCache(this.resolveAccount(account), this.defaultScopes, false);
+    if (!cache?.peek() || !proceed()) return undefined;
+    return cache.hit();
+  }
+
+  /** The cache of access tokens for an account (undefined: the federated identity) and a normalised scope set. */
+  private accessCache(email: string | undefined, scopes: string[], create: boolean): CachingTokenSource | undefined {
     const scopeKey = scopes.join(" ");
     if (email === undefined) {
-      if (scopeKey === CLOUD_PLATFORM) return this.federated.token(req.admit);
-      return this.access.get(scopeKey, () => this.makeSts(scopes)).token(req.admit);
+      if (scopeKey === CLOUD_PLATFORM) return this.federated;
+      return create ? this.access.get(scopeKey, () => this.makeSts(scopes)) : this.access.find(scopeKey);
     }
-    return this.access
-      .get(`${email} ${scopeKey}`, () => new ImpersonatedAccessTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, scopes, this.config.google.tokenLifetimeSeconds))
-      .token(req.admit);
+    const key = `${email} ${scopeKey}`;
+    if (!create) return this.access.find(key);
+    return this.access.get(key, () => new ImpersonatedAccessTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, scopes, this.config.google.tokenLifetimeSeconds));
   }
 
   idToken(req: IdTokenRequest): Promise<Token> {

@@ -7,7 +7,7 @@ import { Chain } from "./chain.js";
 import { expandHome, isLoopbackHost, readOciProfile, type Config } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
-import { buildApp } from "./server/app.js";
+import { buildApp, fastPathOf } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
@@ -85,7 +85,8 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   if (config.server.socketPath) {
     const p = config.server.socketPath;
     if (fs.existsSync(p)) fs.unlinkSync(p);
-    socketServer = http.createServer((req, res) => app.routing(req, res));
+    const fast = fastPathOf(app);
+    socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
     await new Promise<void>((resolve, reject) => {
       socketServer!.once("error", reject);
       socketServer!.listen(p, () => resolve());
@@ -118,6 +119,7 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
     metrics,
     async close() {
       closing = true;
+      fastPathOf(app).disable();
       sink?.stop();
       if (socketServer) {
         const s = socketServer;

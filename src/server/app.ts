@@ -1,3 +1,4 @@
+import http from "node:http";
 import os from "node:os";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import rateLimit from "@fastify/rate-limit";
@@ -5,7 +6,9 @@ import type { Chain } from "../chain.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
-import { makeGuard } from "./guard.js";
+import { makeFastPath, type FastPath } from "./fast-path.js";
+import { FloodCounter } from "./flood.js";
+import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import type { Metrics } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
@@ -39,11 +42,37 @@ function clientKey(req: FastifyRequest): string {
   return req.ip ?? "unix-socket";
 }
 
+const KEEP_ALIVE_MS = 72_000;
+const FAST_PATHS = new WeakMap<FastifyInstance, FastPath>();
+
+/**
+ * The app's cached-token fast path: other listeners (the Unix socket) call its
+ * `handle()` before `app.routing()`; the daemon disables it when shutting down.
+ */
+export function fastPathOf(app: FastifyInstance): FastPath {
+  return FAST_PATHS.get(app)!;
+}
+
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const debugLogging = opts.logger.isLevelEnabled("debug");
+  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
+  const flood = new FloodCounter(config.server.maxRequestsPerMinute, 60_000, 10_000);
+  const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics });
+  // At debug level every request is logged, which only Fastify's hooks do.
+  if (debugLogging) fast.disable();
   const app: FastifyInstance = Fastify({
+    // The HTTP server Fastify would make, with the fast path in front of its handler.
+    // Fastify's own server settings are kept: keep-alive 72 s, no request or connection timeout.
+    serverFactory: (handler) => {
+      const server = http.createServer((req, res) => fast.handle(req, res) || handler(req, res));
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.requestTimeout = 0;
+      server.setTimeout(0);
+      return server;
+    },
+    keepAliveTimeout: KEEP_ALIVE_MS,
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Per-request lines go out at debug level only (onResponse below): nothing per cached hit by default.
     logController: new LogController({ disableRequestLogging: true }),
@@ -73,16 +102,17 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
   });
   const routes: { method: string; url: string }[] = [];
   ROUTES.set(app, routes);
+  FAST_PATHS.set(app, fast);
   app.addHook("onRoute", (r) => {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   opts.metrics?.register(app);
-  app.addHook("onRequest", makeGuard({ ownHosts: ownHosts(config.server.host) }));
+  app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
     global: true,
-    max: config.server.maxRequestsPerMinute,
-    timeWindow: 60_000,
-    cache: 10_000,
+    max: flood.max,
+    timeWindow: flood.windowMs,
+    store: flood.storeClass(),
     keyGenerator: clientKey,
     // The real metadata server sends no rate-limit headers; send them only when refusing.
     addHeadersOnExceeding: { "x-ratelimit-limit": false, "x-ratelimit-remaining": false, "x-ratelimit-reset": false },

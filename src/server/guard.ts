@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
 /** Host names a request may be addressed to, besides the daemon's own address. */
@@ -27,28 +28,41 @@ function hostWithoutPort(h: string): string {
  * a browser makes on a web page's behalf (Origin, Sec-Fetch-Site cross-site).
  * Then requires `Metadata-Flavor: Google` everywhere but on `/` and the probes.
  */
-export function makeGuard(opts: GuardOptions) {
-  const allowed = new Set([...ALWAYS_ALLOWED_HOSTS, ...opts.ownHosts.map((h) => (h.includes(":") && !h.startsWith("[") ? `[${h}]` : h).toLowerCase())]);
+export function makeGuard(refusal: ReturnType<typeof makeRefusal>) {
   return async function guard(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const h = req.headers;
+    const why = refusal(req.headers, req.url);
+    if (why !== undefined) return deny(reply, 403, why);
+  };
+}
+
+/**
+ * The guard's decision alone: why a request with these headers and this URL is
+ * refused, or undefined when it may go on. Shared by the guard hook and the
+ * cached-token fast path, so both refuse exactly the same requests.
+ */
+export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: string) => string | undefined {
+  const allowed = new Set([...ALWAYS_ALLOWED_HOSTS, ...opts.ownHosts.map((h) => (h.includes(":") && !h.startsWith("[") ? `[${h}]` : h).toLowerCase())]);
+  return (h, url) => {
     if (h["x-forwarded-for"] !== undefined || h.forwarded !== undefined) {
-      return deny(reply, 403, "Request refused: it carries X-Forwarded-For or Forwarded, so it came through a proxy.");
+      return "Request refused: it carries X-Forwarded-For or Forwarded, so it came through a proxy.";
     }
     const host = h.host;
     if (host === undefined || !allowed.has(hostWithoutPort(host).toLowerCase())) {
-      return deny(reply, 403, "Request refused: its Host header does not name this daemon (allowed: localhost, the listen address, metadata.google.internal, 169.254.169.254).");
+      return "Request refused: its Host header does not name this daemon (allowed: localhost, the listen address, metadata.google.internal, 169.254.169.254).";
     }
     if (h.origin !== undefined) {
-      return deny(reply, 403, "Request refused: it carries an Origin header, as a browser does for a web page.");
+      return "Request refused: it carries an Origin header, as a browser does for a web page.";
     }
     const site = h["sec-fetch-site"];
     if (site !== undefined && site !== "none" && site !== "same-origin") {
-      return deny(reply, 403, "Request refused: Sec-Fetch-Site says a web page sent it.");
+      return "Request refused: Sec-Fetch-Site says a web page sent it.";
     }
-    const path = req.url.split("?", 1)[0]!;
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
     if (!NO_FLAVOR_PATHS.has(path) && h["metadata-flavor"] !== "Google") {
-      return deny(reply, 403, "Your client does not have permission to get URL from this server. Missing Metadata-Flavor:Google header.");
+      return "Your client does not have permission to get URL from this server. Missing Metadata-Flavor:Google header.";
     }
+    return undefined;
   };
 }
 

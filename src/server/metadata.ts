@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { failText, json, notFound, redirect, text } from "./respond.js";
+import { accessTokenBody, failText, json, JSON_TYPE, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {
   chain: Chain;
@@ -75,8 +75,21 @@ export function rawAudience(url: string): string | undefined {
  */
 export const FEDERATED_ACCOUNT = "oci2gcp-federated";
 
+/** The token route's template, as metrics label it. */
+export const TOKEN_ROUTE = "/computeMetadata/v1/instance/service-accounts/:account/token";
+
+/**
+ * Each account name the metadata API answers to (`default` and the listed
+ * emails) with the account the chain knows it by: the federated identity is its `default`.
+ */
+export function accountNames(chain: Chain): Map<string, string> {
+  const names = new Map([["default", "default"]]);
+  for (const a of accountsView({ chain })) names.set(a.email, chain.accounts.length === 0 ? "default" : a.email);
+  return names;
+}
+
 /** `default` and every configured email, each with what the metadata server says of it. */
-function accountsView(o: MetadataOptions): { email: string; aliases: string[] }[] {
+function accountsView(o: { chain: Chain }): { email: string; aliases: string[] }[] {
   const accts = o.chain.accounts;
   if (accts.length === 0) return [{ email: FEDERATED_ACCOUNT, aliases: ["default"] }];
   return accts.map((email, i) => ({ email, aliases: i === 0 ? ["default"] : [] }));
@@ -91,7 +104,8 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   const saJson = (a: { email: string; aliases: string[] }) => ({ aliases: a.aliases, email: a.email, scopes: o.chain.defaultScopes });
 
   /** The account name the chain knows: the federated identity is its `default`. */
-  const chainAccount = (name: string) => (o.chain.accounts.length === 0 && name === FEDERATED_ACCOUNT ? "default" : name);
+  const names = accountNames(o.chain);
+  const chainAccount = (name: string) => names.get(name) ?? name;
 
   const lookup = (name: string) => {
     const all = accountsView(o);
@@ -194,8 +208,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     }
     try {
       const t = await o.chain.accessToken({ account: chainAccount(req.params.account), scopes, admit: o.admit(req) });
-      const expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000);
-      return json(reply, `{"access_token":${JSON.stringify(t.value)},"expires_in":${expiresIn},"token_type":"Bearer"}`);
+      return metadataHeaders(reply, JSON_TYPE).send(accessTokenBody(t));
     } catch (e) {
       return failText(reply, e);
     }

@@ -119,12 +119,16 @@ export class Metrics {
     },
   };
 
+  /** Counts an answered request: `route` is its route template (or "unmatched"). */
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    this.requests.inc({ route, method, status: String(status) });
+    this.duration.observe({ route }, seconds);
+  }
+
   /** The onResponse hook and the /metrics route. */
   register(app: FastifyInstance): void {
     app.addHook("onResponse", async (req, reply) => {
-      const route = req.routeOptions.url ?? "unmatched";
-      this.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
-      this.duration.observe({ route }, reply.elapsedTime / 1000);
+      this.observeRequest(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
     });
     app.get("/metrics", async (_req, reply) => {
       const body = await this.registry.metrics();

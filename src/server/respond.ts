@@ -1,21 +1,31 @@
 import type { FastifyReply } from "fastify";
 import { scrub } from "../log.js";
 import { BudgetExceededError } from "../token/cache.js";
-import { HopError } from "../token/token-source.js";
+import { HopError, type Token } from "../token/token-source.js";
 import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 
 export const TEXT = "application/text";
 export const JSON_TYPE = "application/json";
 
-/** The headers every answer of the real metadata server carries. */
-export function metadataHeaders(reply: FastifyReply, contentType: string): FastifyReply {
-  return reply.headers({
+/** The headers every answer of the real metadata server carries, in the order they are sent. */
+export function metadataHeaderSet(contentType: string): Record<string, string> {
+  return {
     "metadata-flavor": "Google",
     "content-type": contentType,
     server: "Metadata Server for VM",
     "x-xss-protection": "0",
     "x-frame-options": "SAMEORIGIN",
-  });
+  };
+}
+
+export function metadataHeaders(reply: FastifyReply, contentType: string): FastifyReply {
+  return reply.headers(metadataHeaderSet(contentType));
+}
+
+/** The body of an access-token answer, as the real metadata server words it. */
+export function accessTokenBody(t: Token): Buffer {
+  const expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000);
+  return Buffer.from(`{"access_token":${JSON.stringify(t.value)},"expires_in":${expiresIn},"token_type":"Bearer"}`);
 }
 
 // Bodies go out as Buffers: for strings Fastify would append "; charset=utf-8" to

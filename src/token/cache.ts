@@ -76,18 +76,9 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
    * under way, or a background renewal, is never charged.
    */
   token(admit?: () => boolean): Promise<T> {
+    const hit = this.hit();
+    if (hit) return Promise.resolve(hit);
     const now = Date.now();
-    const cur = this.current;
-    this.usedSinceRefresh = true;
-    if (cur) {
-      const left = cur.expiresAt - now;
-      const { renewAt, floor } = this.margins(cur);
-      if (left > floor) {
-        this.hits++;
-        if (now >= renewAt && !this.inflight && now >= this.nextAttemptAt) void this.refresh().catch(() => {});
-        return Promise.resolve(cur);
-      }
-    }
     this.misses++;
     if (this.inflight) return this.inflight;
     if (now < this.nextAttemptAt && this.lastError !== undefined) {
@@ -95,6 +86,23 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     }
     if (admit && !admit()) return Promise.reject(new BudgetExceededError(this.hop));
     return this.refresh();
+  }
+
+  /**
+   * The cached token when it is good for at least the floor, counted as a hit
+   * (and starting a background renewal when one is due), exactly as `token()`
+   * answers from cache; undefined, with nothing counted, when `token()` would wait.
+   */
+  hit(): T | undefined {
+    const cur = this.current;
+    this.usedSinceRefresh = true;
+    if (!cur) return undefined;
+    const now = Date.now();
+    const { renewAt, floor } = this.margins(cur);
+    if (cur.expiresAt - now <= floor) return undefined;
+    this.hits++;
+    if (now >= renewAt && !this.inflight && now >= this.nextAttemptAt) void this.refresh().catch(() => {});
+    return cur;
   }
 
   /**
@@ -283,6 +291,11 @@ export class KeyedTokenCache {
       this.lru.set(key, c);
     }
     return c;
+  }
+
+  /** The cache for `key` if there is one (counted as a use for the LRU). */
+  find(key: string): CachingTokenSource | undefined {
+    return this.lru.get(key);
   }
 
   has(key: string): boolean {

@@ -1,0 +1,65 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
+import type { Chain } from "../chain.js";
+import type { FloodCounter } from "./flood.js";
+import { accountNames, TOKEN_ROUTE } from "./metadata.js";
+import type { Metrics } from "./metrics.js";
+import { accessTokenBody, JSON_TYPE, metadataHeaderSet } from "./respond.js";
+
+export interface FastPathOptions {
+  chain: Chain;
+  /** The guard's decision (see makeRefusal): why a request is refused, or undefined. */
+  refusal: (h: IncomingHttpHeaders, url: string) => string | undefined;
+  flood: FloodCounter;
+  metrics?: Metrics;
+}
+
+export interface FastPath {
+  /** Answers the request and returns true, or returns false (having written nothing) for Fastify to answer it. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** From now on every request goes to Fastify (shutdown, or per-request logging). */
+  disable(): void;
+}
+
+const BASE = "/computeMetadata/v1/instance/service-accounts/";
+
+/**
+ * Answers the one request clients repeat, a GET of an account's access token
+ * for the default scopes while it is cached, without Fastify's routing and hook
+ * pipeline: with the same guard decision, the same flood-guard count, the same
+ * bytes and the same metrics as the route in metadata.ts. Anything else (another
+ * path, a query string, a body, a refused or flooding client, a token not in the
+ * cache or not answerable at once) is handed to Fastify untouched, which answers
+ * it the usual way, errors and refusals included.
+ */
+export function makeFastPath(o: FastPathOptions): FastPath {
+  const accountOf = new Map<string, string>();
+  for (const [name, account] of accountNames(o.chain)) accountOf.set(`${BASE}${name}/token`, account);
+  let enabled = true;
+  return {
+    disable() {
+      enabled = false;
+    },
+    handle(req, res) {
+      if (!enabled || req.method !== "GET") return false;
+      const url = req.url!;
+      const account = accountOf.get(url);
+      if (account === undefined) return false;
+      const h = req.headers;
+      if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined) return false;
+      if (o.refusal(h, url) !== undefined) return false;
+      const started = performance.now();
+      // Fastify's req.ip is the socket's address; Unix-socket clients share one key, as in app.ts.
+      const key = req.socket.remoteAddress ?? "unix-socket";
+      const token = o.chain.cachedAccessToken(account, () => o.flood.admit(key));
+      if (!token) return false;
+      const body = accessTokenBody(token);
+      const headers = metadataHeaderSet(JSON_TYPE);
+      headers["content-length"] = String(body.length);
+      res.writeHead(200, headers);
+      res.end(body);
+      o.metrics?.observeRequest(TOKEN_ROUTE, "GET", 200, (performance.now() - started) / 1000);
+      return true;
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
+import { LRUCache } from "lru-cache";
+
+interface Window {
+  count: number;
+  startedAt: number;
+}
+
+/**
+ * The flood guard's counts: requests per client key in fixed windows, in a
+ * bounded LRU. It is the store of @fastify/rate-limit (which answers the 429s,
+ * with their headers) and is also counted by the cached-token fast path, which
+ * answers before Fastify runs: every request counts once, whichever path
+ * answers it.
+ */
+export class FloodCounter {
+  private readonly windows: LRUCache<string, Window>;
+
+  constructor(
+    readonly max: number,
+    readonly windowMs: number,
+    size: number,
+  ) {
+    this.windows = new LRUCache({ max: size });
+  }
+
+  /** Counts a request of `key`: its count in the current window and the ms left of it. */
+  count(key: string, windowMs = this.windowMs): { current: number; ttl: number } {
+    const now = Date.now();
+    let w = this.windows.get(key);
+    if (!w || w.startedAt + windowMs <= now) {
+      w = { count: 0, startedAt: now };
+      this.windows.set(key, w);
+    }
+    w.count++;
+    return { current: w.count, ttl: w.startedAt + windowMs - now };
+  }
+
+  /** Counts a request of `key`; true while it is within the limit. */
+  admit(key: string): boolean {
+    return this.count(key).current <= this.max;
+  }
+
+  /**
+   * The class @fastify/rate-limit takes as `store`: it constructs one store
+   * per app, and this one hands it this counter, so both paths share the counts.
+   */
+  storeClass(): FastifyRateLimitStoreCtor {
+    const store = this.store;
+    return class SharedFloodStore {
+      constructor() {
+        return store;
+      }
+    } as unknown as FastifyRateLimitStoreCtor;
+  }
+
+  private readonly store: FastifyRateLimitStore & { read: FastifyRateLimitStore["incr"] } = {
+    incr: (key, cb, timeWindow) => cb(null, this.count(key, timeWindow)),
+    read: (key, cb, timeWindow) => {
+      const w = this.windows.peek(key);
+      const now = Date.now();
+      if (!w || w.startedAt + timeWindow <= now) cb(null, { current: 0, ttl: 0 });
+      else cb(null, { current: w.count, ttl: w.startedAt + timeWindow - now });
+    },
+    child: () => this.store,
+  };
+}
