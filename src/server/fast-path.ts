@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { Chain } from "../chain.js";
+import type { Token } from "../token/token-source.js";
 import type { FloodCounter } from "./flood.js";
 import { accountNames, TOKEN_ROUTE } from "./metadata.js";
 import type { Metrics } from "./metrics.js";
@@ -36,6 +37,7 @@ export function makeFastPath(o: FastPathOptions): FastPath {
   const accountOf = new Map<string, string>();
   for (const [name, account] of accountNames(o.chain)) accountOf.set(`${BASE}${name}/token`, account);
   let enabled = true;
+  let last: { token?: Token; expiresIn: number; body: Buffer } = { expiresIn: -1, body: Buffer.alloc(0) };
   return {
     disable() {
       enabled = false;
@@ -53,7 +55,10 @@ export function makeFastPath(o: FastPathOptions): FastPath {
       const key = req.socket.remoteAddress ?? "unix-socket";
       const token = o.chain.cachedAccessToken(account, () => o.flood.admit(key));
       if (!token) return false;
-      const body = accessTokenBody(token);
+      // The body changes only with the token and, once a second, expires_in.
+      const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);
+      if (token !== last.token || expiresIn !== last.expiresIn) last = { token, expiresIn, body: accessTokenBody(token, expiresIn) };
+      const body = last.body;
       const headers = metadataHeaderSet(JSON_TYPE);
       headers["content-length"] = String(body.length);
       res.writeHead(200, headers);

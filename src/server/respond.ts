@@ -23,8 +23,7 @@ export function metadataHeaders(reply: FastifyReply, contentType: string): Fasti
 }
 
 /** The body of an access-token answer, as the real metadata server words it. */
-export function accessTokenBody(t: Token): Buffer {
-  const expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000);
+export function accessTokenBody(t: Token, expiresIn = Math.floor((t.expiresAt - Date.now()) / 1000)): Buffer {
   return Buffer.from(`{"access_token":${JSON.stringify(t.value)},"expires_in":${expiresIn},"token_type":"Bearer"}`);
 }
 
