@@ -34,7 +34,7 @@ RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx \
       /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 # A small young generation keeps the resident size under load below 100 MB (see BENCHMARKS.md).
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--max-semi-space-size=2" \
+    NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=2" \
     OCI2GCP_HOST=127.0.0.1 \
     OCI2GCP_PORT=8181
 WORKDIR /app

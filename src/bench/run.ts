@@ -7,6 +7,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Bench } from "./bench.js";
+import { DAEMON_NODE_OPTIONS } from "../node-options.js";
 import { ROOT } from "./proc.js";
 import { f, machine, table, writeReport } from "./report.js";
 import { cold, herds, processes, profiles, startup, throughput, type Part } from "./scenarios.js";
@@ -21,8 +22,8 @@ const { values: opt } = parseArgs({
     only: { type: "string" },
     /** Also profile the daemon under load and during renewals. */
     profile: { type: "boolean", default: false },
-    /** Extra node flags for every daemon process, e.g. "--max-semi-space-size=4". */
-    "node-args": { type: "string", default: "" },
+    /** Node flags for every daemon process; by default those of the shipped deployments. */
+    "node-args": { type: "string", default: DAEMON_NODE_OPTIONS },
     out: { type: "string", default: path.join(ROOT, "BENCHMARKS.md") },
   },
 });
@@ -51,6 +52,7 @@ const lines = [
   `Run of ${new Date(began).toISOString().slice(0, 16).replace("T", " ")} UTC, \`npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}\`, ${f((Date.now() - began) / 1000, 0)} s in all.`,
   "",
   ...machine(),
+  `- Daemons run with the node flags of every shipped deployment (systemd unit, container image, Kubernetes manifests): \`${opt["node-args"]}\`${opt["node-args"] === DAEMON_NODE_OPTIONS ? "" : " (given with --node-args)"}. The node:http baseline runs with node's defaults.`,
   "- Everything on loopback: the emulated OCI and Google services in the bench process, each server under test in its own child process. The machine is shared: figures move by several percent between runs.",
   "",
   "## Summary",

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../src/config/config.js";
 import { SETTINGS } from "../../src/config/settings.js";
+import { DAEMON_NODE_OPTIONS } from "../../src/node-options.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -164,4 +165,16 @@ t.test("both manifests run the same image", async (t) => {
       .map((c: Obj) => c.image),
   );
   t.equal(images.size, 1);
+});
+
+t.test("every deployment runs node with the same flags, those the benchmark measured", async (t) => {
+  const daemons = [...load("daemonset.yaml"), ...load("sidecar.yaml")]
+    .flatMap((d) => (d.spec?.template?.spec ? [...(d.spec.template.spec.initContainers ?? []), ...d.spec.template.spec.containers] : []))
+    .filter((c: Obj) => c.name === "oci2gcp");
+  t.equal(daemons.length, 2);
+  for (const c of daemons) t.equal(envOf(c).NODE_OPTIONS, DAEMON_NODE_OPTIONS, "Kubernetes: NODE_OPTIONS");
+  const unit = fs.readFileSync(path.join(root, "config/systemd/oci2gcp.service"), "utf8");
+  t.equal(/^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(unit)?.[1], DAEMON_NODE_OPTIONS, "systemd: NODE_OPTIONS");
+  const dockerfile = fs.readFileSync(path.join(root, "Dockerfile"), "utf8");
+  t.equal(/^\s*NODE_OPTIONS="([^"]*)"/m.exec(dockerfile)?.[1], DAEMON_NODE_OPTIONS, "Dockerfile: NODE_OPTIONS");
 });
