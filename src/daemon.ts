@@ -59,6 +59,24 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   };
   const chain = new Chain(config, events, { principal: o.principal });
   metrics.attach(chain);
+  // The first token is fetched while the HTTP side is set up: its upstream calls
+  // overlap with building the app and binding the listeners.
+  if (o.warm !== false) {
+    chain.accessToken({ account: "default" }).then(
+      () => log.info("first Google token obtained: ready"),
+      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
+    );
+  }
+  try {
+    return await listen(config, o, chain, metrics);
+  } catch (e) {
+    chain.close();
+    throw e;
+  }
+}
+
+async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics): Promise<Daemon> {
+  const log = o.logger;
   const app = await buildApp({ config, chain, logger: log, metrics });
   // Once shutting down, every answer closes its connection: a request in flight at
   // SIGTERM gets its answer, and its keep-alive connection then does not hold the
@@ -102,13 +120,6 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
     sink.start().then(
       () => log.info({ file: config.tokenFile.path }, "keeping the subject token in a file"),
       () => {},
-    );
-  }
-
-  if (o.warm !== false) {
-    chain.accessToken({ account: "default" }).then(
-      () => log.info("first Google token obtained: ready"),
-      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
     );
   }
 

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, type Config } from "../config/config.js";
-import { startDaemon, routeConsoleToLogger, type Daemon } from "../daemon.js";
+import type { Daemon } from "../daemon.js";
 import { createLogger, type Logger } from "../log.js";
 import { parse, settingFlagOptions, settingFlags } from "./args.js";
 
@@ -60,6 +60,10 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const config = configFromArgs(values);
   if (!config) return 2;
+  // The instance principal's first session key (an RSA key generation, hundreds of
+  // ms) is made in the thread pool while the rest of the daemon loads.
+  if (config.oci.principal === "instance") (await import("../oci/session-keys.js")).prestartSessionKey();
+  const { startDaemon, routeConsoleToLogger } = await import("../daemon.js");
   const log = createLogger(config.log.level);
   routeConsoleToLogger(log);
   let daemon: Daemon;

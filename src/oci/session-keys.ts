@@ -12,6 +12,20 @@ async function newPair(): Promise<{ publicKey: string; privateKey: string }> {
   });
 }
 
+let early: Promise<{ publicKey: string; privateKey: string }> | undefined;
+
+/**
+ * Starts generating the first session key pair now, in the thread pool, for the
+ * supplier that `create()` makes later: `serve` calls this before it loads the
+ * rest of the daemon, so the key is made while the modules load.
+ */
+export function prestartSessionKey(): void {
+  if (early) return;
+  early = newPair();
+  // A failure surfaces when create() awaits it; nothing is left unhandled meanwhile.
+  early.catch(() => {});
+}
+
 class PemKeyPair {
   constructor(
     private readonly pub: string,
@@ -44,7 +58,9 @@ export class PregeneratedSessionKeySupplier {
   }
 
   static async create(): Promise<PregeneratedSessionKeySupplier> {
-    return new PregeneratedSessionKeySupplier(await newPair());
+    const first = early ?? newPair();
+    early = undefined;
+    return new PregeneratedSessionKeySupplier(await first);
   }
 
   /** Resolves when the next key pair is ready, so a refresh will not block. */

@@ -80,6 +80,18 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     // that costs more than answering a cached token. Below debug nothing is logged per
     // request, so requests then share the daemon's logger (error lines carry the URL).
     childLoggerFactory: (logger, bindings, childOpts) => (debugLogging ? logger.child(bindings, childOpts) : logger),
+    // No route declares a schema, so Fastify's default compilers (ajv and
+    // fast-json-stringify, tens of ms to load at every start) are never needed.
+    schemaController: {
+      compilersFactory: {
+        buildValidator: () => () => {
+          throw new Error("this app declares no schemas");
+        },
+        buildSerializer: () => () => {
+          throw new Error("this app declares no schemas");
+        },
+      },
+    },
     bodyLimit: 1024,
     return503OnClosing: true,
     forceCloseConnections: "idle",
