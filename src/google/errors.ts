@@ -7,7 +7,21 @@ interface GaxiosLike {
   message?: string;
   name?: string;
   response?: { status?: number; data?: unknown; headers?: { get?(n: string): string | null } };
-  cause?: { code?: string; name?: string };
+  cause?: { code?: string; name?: string; cause?: unknown };
+}
+
+/**
+ * What a network failure comes down to: the first error code along the chain of
+ * causes (ECONNREFUSED, UND_ERR_SOCKET, ...), else the innermost cause's message
+ * (fetch wraps every failure in a bare "fetch failed").
+ */
+function rootCause(e: unknown): string | undefined {
+  let message: string | undefined;
+  for (let c = e as { code?: unknown; cause?: unknown; message?: unknown } | undefined, i = 0; c && typeof c === "object" && i < 5; c = c.cause as typeof c, i++) {
+    if (typeof c.code === "string") return c.code;
+    if (typeof c.message === "string" && c.message) message = c.message;
+  }
+  return message;
 }
 
 /**
@@ -47,6 +61,6 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
   const timedOut = g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";
   // Impersonated rewrites the message of what it throws to "unable to impersonate: Error: <message>".
   const message = g.message?.replace(/^(?:unable to impersonate: )?(?:Error: )?/, "");
-  const why = timedOut ? "no answer within upstream.timeoutMs" : (g.cause?.code ?? (typeof g.code === "string" ? g.code : undefined) ?? message ?? String(e));
+  const why = timedOut ? "no answer within upstream.timeoutMs" : ((typeof g.code === "string" ? g.code : undefined) ?? rootCause(g.cause) ?? message ?? String(e));
   return new HopError(hop, `${what} failed: ${why}`, { retryable: true, cause: e });
 }

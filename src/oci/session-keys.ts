@@ -12,6 +12,9 @@ async function newPair(): Promise<{ publicKey: string; privateKey: string }> {
   });
 }
 
+/** How long after a federation the next session key pair is generated. */
+const NEXT_KEY_DELAY_MS = 1000;
+
 let early: Promise<{ publicKey: string; privateKey: string }> | undefined;
 
 /**
@@ -51,10 +54,11 @@ export class PregeneratedSessionKeySupplier {
   private used = false;
   private next?: { publicKey: string; privateKey: string };
   private pending?: Promise<void>;
+  private timer?: NodeJS.Timeout;
 
   private constructor(first: { publicKey: string; privateKey: string }) {
     this.current = new PemKeyPair(first.publicKey, first.privateKey);
-    this.prepare();
+    this.prepareSoon();
   }
 
   static async create(): Promise<PregeneratedSessionKeySupplier> {
@@ -63,8 +67,9 @@ export class PregeneratedSessionKeySupplier {
     return new PregeneratedSessionKeySupplier(await first);
   }
 
-  /** Resolves when the next key pair is ready, so a refresh will not block. */
+  /** Resolves when a refresh will not block: the next key pair is ready, or not needed yet. */
   ready(): Promise<void> {
+    if (this.used && !this.next) this.prepare();
     return this.pending ?? Promise.resolve();
   }
 
@@ -89,11 +94,24 @@ export class PregeneratedSessionKeySupplier {
       });
     this.next = undefined;
     this.current = new PemKeyPair(n.publicKey, n.privateKey);
-    this.prepare();
+    this.prepareSoon();
+  }
+
+  /**
+   * Generates the next pair a little later: a key generation is hundreds of ms
+   * of CPU, and now is when the federation it was asked for (and the hops
+   * after it) need the CPU. The next federation is normally minutes away.
+   */
+  private prepareSoon(): void {
+    if (this.next || this.pending || this.timer) return;
+    this.timer = setTimeout(() => this.prepare(), NEXT_KEY_DELAY_MS);
+    this.timer.unref();
   }
 
   private prepare(): void {
-    if (this.pending) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending || this.next) return;
     this.pending = newPair()
       .then((p) => {
         this.next = p;

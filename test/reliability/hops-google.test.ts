@@ -178,6 +178,15 @@ for (const h of hops) {
       t.ok(r.ms < ATTEMPTS * TIMEOUT_MS + 600 + 1500, `answered in ${r.ms} ms`);
     });
 
+    t.test("a dropped connection fails with what the network said, naming the hop", async (t) => {
+      await fault(emu, { endpoint: h.endpoint, drop: true, count: ATTEMPTS });
+      const r = await h.fresh();
+      t.equal(r.status, 503, r.text);
+      t.match(r.text, h.hop);
+      t.match(r.text, /failed: (?:UND_ERR_SOCKET|ECONNRESET|socket hang up|other side closed)/, "the socket error, not a bare \"fetch failed\"");
+      await clearFaults(emu);
+    });
+
     t.test("after the faults: fresh and cached requests are served", async (t) => {
       const r = await h.fresh();
       t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
