@@ -1,4 +1,4 @@
-// npm run bench [-- --duration S --connections N --processes N --concurrency N --only a,b --profile --node-args "FLAGS" --out FILE]
+// npm run bench [-- --duration S --connections N --processes N --concurrency N[,N] --only a,b --profile --node-args "FLAGS" --out FILE]
 //
 // Measures the daemon against baselines taken in the same run, on loopback
 // only: emulated clouds in this process, the daemon and the baseline servers
@@ -17,7 +17,8 @@ const { values: opt } = parseArgs({
     duration: { type: "string", default: "10" },
     connections: { type: "string", default: "50" },
     processes: { type: "string", default: "50" },
-    concurrency: { type: "string", default: "10" },
+    /** Comma-separated: section 4 runs at each. */
+    concurrency: { type: "string", default: "10,1" },
     /** Comma-separated: throughput, cold, herd, processes, startup. */
     only: { type: "string" },
     /** Also profile the daemon under load and during renewals. */
@@ -27,7 +28,7 @@ const { values: opt } = parseArgs({
     out: { type: "string", default: path.join(ROOT, "BENCHMARKS.md") },
   },
 });
-const o = { duration: Number(opt.duration), connections: Number(opt.connections), processes: Number(opt.processes), concurrency: Number(opt.concurrency) };
+const o = { duration: Number(opt.duration), connections: Number(opt.connections), processes: Number(opt.processes), concurrency: opt.concurrency!.split(",").map(Number) };
 const only = opt.only?.split(",");
 const wanted = (s: string) => !only || only.includes(s);
 
