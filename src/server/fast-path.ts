@@ -37,7 +37,17 @@ export function makeFastPath(o: FastPathOptions): FastPath {
   const accountOf = new Map<string, string>();
   for (const [name, account] of accountNames(o.chain)) accountOf.set(`${BASE}${name}/token`, account);
   let enabled = true;
-  let last: { token?: Token; expiresIn: number; body: Buffer } = { expiresIn: -1, body: Buffer.alloc(0) };
+  // The answer changes only with the token and, once a second, expires_in: its body
+  // and header lines (flat name, value pairs, as writeHead takes them) are built then.
+  let last: { token?: Token; expiresIn: number; body: Buffer; head: string[] } = { expiresIn: -1, body: Buffer.alloc(0), head: [] };
+  const answer = (token: Token, expiresIn: number) => {
+    const body = accessTokenBody(token, expiresIn);
+    const head = Object.entries({ ...metadataHeaderSet(JSON_TYPE), "content-length": String(body.length) }).flat();
+    return { token, expiresIn, body, head };
+  };
+  const observe = o.metrics?.observer(TOKEN_ROUTE, "GET", 200);
+  let key = "";
+  const admit = () => o.flood.admit(key);
   return {
     disable() {
       enabled = false;
@@ -52,18 +62,14 @@ export function makeFastPath(o: FastPathOptions): FastPath {
       if (o.refusal(h, url) !== undefined) return false;
       const started = performance.now();
       // Fastify's req.ip is the socket's address; Unix-socket clients share one key, as in app.ts.
-      const key = req.socket.remoteAddress ?? "unix-socket";
-      const token = o.chain.cachedAccessToken(account, () => o.flood.admit(key));
+      key = req.socket.remoteAddress ?? "unix-socket";
+      const token = o.chain.cachedAccessToken(account, admit);
       if (!token) return false;
-      // The body changes only with the token and, once a second, expires_in.
       const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);
-      if (token !== last.token || expiresIn !== last.expiresIn) last = { token, expiresIn, body: accessTokenBody(token, expiresIn) };
-      const body = last.body;
-      const headers = metadataHeaderSet(JSON_TYPE);
-      headers["content-length"] = String(body.length);
-      res.writeHead(200, headers);
-      res.end(body);
-      o.metrics?.observeRequest(TOKEN_ROUTE, "GET", 200, (performance.now() - started) / 1000);
+      if (token !== last.token || expiresIn !== last.expiresIn) last = answer(token, expiresIn);
+      res.writeHead(200, last.head);
+      res.end(last.body);
+      observe?.((performance.now() - started) / 1000);
       return true;
     },
   };

@@ -26,6 +26,16 @@ export class FloodCounter {
 
   /** Counts a request of `key`: its count in the current window and the ms left of it. */
   count(key: string, windowMs = this.windowMs): { current: number; ttl: number } {
+    const w = this.hit(key, windowMs);
+    return { current: w.count, ttl: w.startedAt + windowMs - Date.now() };
+  }
+
+  /** Counts a request of `key`; true while it is within the limit. */
+  admit(key: string): boolean {
+    return this.hit(key, this.windowMs).count <= this.max;
+  }
+
+  private hit(key: string, windowMs: number): Window {
     const now = Date.now();
     let w = this.windows.get(key);
     if (!w || w.startedAt + windowMs <= now) {
@@ -33,12 +43,7 @@ export class FloodCounter {
       this.windows.set(key, w);
     }
     w.count++;
-    return { current: w.count, ttl: w.startedAt + windowMs - now };
-  }
-
-  /** Counts a request of `key`; true while it is within the limit. */
-  admit(key: string): boolean {
-    return this.count(key).current <= this.max;
+    return w;
   }
 
   /**
