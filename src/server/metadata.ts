@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { accessTokenBody, failText, json, JSON_TYPE, metadataHeaders, notFound, redirect, text } from "./respond.js";
+import { HopError, type Hop } from "../token/token-source.js";
+import { accessTokenBody, describeFailure, failText, json, JSON_TYPE, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {
   chain: Chain;
@@ -74,6 +75,15 @@ export function rawAudience(url: string): string | undefined {
  * identity needs a name of its own there (it has no email).
  */
 export const FEDERATED_ACCOUNT = "oci2gcp-federated";
+
+/**
+ * Whether Google refused the scopes a client asked for: a 400 naming an invalid
+ * argument or scope from the hop that issues tokens for a scope set. That is the
+ * client's mistake (400, not worth retrying), not an outage of the daemon (503).
+ */
+function refusedScopes(e: unknown, scopedHop: Hop): boolean {
+  return e instanceof HopError && e.hop === scopedHop && e.status === 400 && (e.upstreamError === "INVALID_ARGUMENT" || e.upstreamError === "invalid_scope");
+}
 
 /** The token route's template, as metrics label it. */
 export const TOKEN_ROUTE = "/computeMetadata/v1/instance/service-accounts/:account/token";
@@ -188,7 +198,8 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   });
   app.get<P>(`${base}/:account/aliases`, (req, reply) => {
     const a = lookup(req.params.account);
-    return a ? text(reply, a.aliases.map((x) => `${x}\n`).join("")) : notFound(reply);
+    // One alias a line with no final newline: `default`, as the real server answers.
+    return a ? text(reply, a.aliases.join("\n")) : notFound(reply);
   });
   app.get<P>(`${base}/:account/scopes`, (req, reply) => {
     const a = lookup(req.params.account);
@@ -210,6 +221,9 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
       const t = await o.chain.accessToken({ account: chainAccount(req.params.account), scopes, admit: o.admit(req) });
       return metadataHeaders(reply, JSON_TYPE).send(accessTokenBody(t));
     } catch (e) {
+      if (scopes && refusedScopes(e, o.chain.accounts.length ? "impersonation" : "STS")) {
+        return text(reply, `oci2gcp: Google refused the requested scopes: ${describeFailure(e).message.replace(/^oci2gcp: no valid token: /, "")}\n`, 400);
+      }
       return failText(reply, e);
     }
   });

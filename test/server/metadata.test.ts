@@ -92,7 +92,7 @@ t.test("the section 4 table: paths, statuses, exact bodies, content types and re
   textOk(t, await inject(t, s, `${SA}/default/email`), DEMO_SERVICE_ACCOUNT, "default/email, no newline");
   textOk(t, await inject(t, s, `${SA}/${DEMO_SERVICE_ACCOUNT}/email`), DEMO_SERVICE_ACCOUNT, "email/email");
   textOk(t, await inject(t, s, `${SA}/${SECOND_SERVICE_ACCOUNT}/email`), SECOND_SERVICE_ACCOUNT, "second/email");
-  textOk(t, await inject(t, s, `${SA}/default/aliases`), "default\n", "default/aliases");
+  textOk(t, await inject(t, s, `${SA}/default/aliases`), "default", "default/aliases: no final newline");
   textOk(t, await inject(t, s, `${SA}/${SECOND_SERVICE_ACCOUNT}/aliases`), "", "second/aliases: no alias");
   textOk(t, await inject(t, s, `${V1}/project/project-id`), DEMO_PROJECT_ID, "project-id, no newline");
   const num = await inject(t, s, `${V1}/project/numeric-project-id`);
@@ -285,6 +285,16 @@ t.test("upstream failures: 503 with Retry-After, never 500, and cached tokens ke
   const dropped = await inject(t, s, `${SA}/${SECOND_SERVICE_ACCOUNT}/token?scopes=https://www.googleapis.com/auth/devstorage.full_control`);
   t.equal(dropped.status, 503, "connection dropped by IAM Credentials → 503");
   t.ok(Number(dropped.headers["retry-after"]) >= 1, "with Retry-After");
+  s.emu.server.clearFaults();
+
+  // A scope Google does not know is the client's mistake: 400, not an outage.
+  for (let i = 0; i < 2; i++) {
+    const bad = await inject(t, s, `${SA}/default/token?scopes=not-a-scope`);
+    t.equal(bad.status, 400, `an invalid scope: 400 (${i ? "again, from the cache's backoff" : "from Google"})`);
+    t.match(bad.body, /refused the requested scopes.*impersonation.*INVALID_ARGUMENT/s, "saying so, with the hop and what Google said");
+    t.notOk(bad.headers["retry-after"], "nothing to wait for");
+  }
+  t.equal((await inject(t, s, `${SA}/default/token`)).status, 200, "the default scopes are still served");
 });
 
 t.test("without a service account: the federated token is served, identity says why it cannot", async (t) => {
