@@ -4,6 +4,35 @@ import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
 import { HOP_IDS } from "../token/token-source.js";
 
+const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
+
+/**
+ * Answers of one route, method and status counted in plain numbers: recording
+ * one costs a few additions, where prom-client's label handling costs more than
+ * the rest of a cached answer. The metrics add them in whenever they are read.
+ */
+class Tally {
+  /** Answers, and their total time in seconds. */
+  n = 0;
+  sum = 0;
+  /** Answers per bucket of HTTP_BUCKETS (not cumulative), the last one past every bound. */
+  readonly perBucket = new Array<number>(HTTP_BUCKETS.length + 1).fill(0);
+  /** Answers already added to the request counter. */
+  counted = 0;
+
+  constructor(
+    readonly labels: { route: string; method: string; status: string },
+  ) {}
+
+  add(seconds: number): void {
+    this.n++;
+    this.sum += seconds;
+    let i = 0;
+    while (i < HTTP_BUCKETS.length && seconds > HTTP_BUCKETS[i]!) i++;
+    this.perBucket[i]!++;
+  }
+}
+
 /**
  * Prometheus metrics, with labels that stay bounded whatever clients ask: HTTP
  * by route template (never the raw path), tokens by kind and configured account
@@ -17,21 +46,29 @@ export class Metrics {
   private readonly refreshDuration: client.Histogram<"hop">;
   private readonly lastSuccess: client.Gauge<"hop">;
   private chain?: Chain;
+  private readonly tallies: Tally[] = [];
 
   constructor() {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: "oci2gcp_" });
+    const tallies = this.tallies;
     this.requests = new client.Counter({
       name: "oci2gcp_http_requests_total",
       help: "HTTP requests answered, by route template, method and status code.",
       labelNames: ["route", "method", "status"],
       registers,
+      collect() {
+        for (const t of tallies) {
+          if (t.n > t.counted) this.inc(t.labels, t.n - t.counted);
+          t.counted = t.n;
+        }
+      },
     });
-    this.duration = new client.Histogram({
+    this.duration = new TalliedHistogram(tallies, {
       name: "oci2gcp_http_request_duration_seconds",
       help: "Time to answer HTTP requests, by route template.",
       labelNames: ["route"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      buckets: HTTP_BUCKETS,
       registers,
     });
     this.refreshes = new client.Counter({
@@ -125,14 +162,15 @@ export class Metrics {
     this.duration.observe({ route }, seconds);
   }
 
-  /** `observeRequest` for one kind of answer, with its label sets made once. */
+  /**
+   * `observeRequest` for one kind of answer that is given very often (the cached
+   * token), at the cost of a few additions: the counts reach the request counter
+   * and the duration histogram whenever the metrics are read.
+   */
   observer(route: string, method: string, status: number): (seconds: number) => void {
-    const labels = { route, method, status: String(status) };
-    const routeOnly = { route };
-    return (seconds) => {
-      this.requests.inc(labels);
-      this.duration.observe(routeOnly, seconds);
-    };
+    const t = new Tally({ route, method, status: String(status) });
+    this.tallies.push(t);
+    return (seconds) => t.add(seconds);
   }
 
   /** The onResponse hook and the /metrics route. */
@@ -144,5 +182,58 @@ export class Metrics {
       const body = await this.registry.metrics();
       return reply.header("content-type", this.registry.contentType).send(body);
     });
+  }
+}
+
+interface ExportedValue {
+  labels: Record<string, string | number>;
+  sharedLabels?: Record<string, string | number>;
+  value: number;
+  metricName: string;
+}
+
+const histogramExport = (client.Histogram.prototype as unknown as { getForPromString(this: client.Histogram<string>): Promise<{ values: ExportedValue[] }> }).getForPromString;
+
+/**
+ * The HTTP duration histogram, with the tallied answers added to what it
+ * reports. prom-client's registry and its get() read a histogram through
+ * getForPromString(): its bucket, sum and count lines for a route get the
+ * tally's counts added (and are made when only the tally has answers).
+ */
+class TalliedHistogram extends client.Histogram<"route"> {
+  private readonly metricName: string;
+
+  constructor(
+    private readonly tallies: Tally[],
+    config: client.HistogramConfiguration<"route">,
+  ) {
+    super(config);
+    this.metricName = config.name;
+  }
+
+  async getForPromString(): Promise<{ values: ExportedValue[] }> {
+    const data = await histogramExport.call(this);
+    for (const t of this.tallies) {
+      if (t.n === 0) continue;
+      const route = t.labels.route;
+      const bucket = `${this.metricName}_bucket`;
+      const line = (metricName: string, le?: string | number): ExportedValue => {
+        let v = data.values.find((x) => x.metricName === metricName && x.sharedLabels?.route === route && (le === undefined || x.labels.le === le));
+        if (!v) {
+          v = { labels: le === undefined ? {} : { le }, sharedLabels: { route }, value: 0, metricName };
+          data.values.push(v);
+        }
+        return v;
+      };
+      let cumulative = 0;
+      HTTP_BUCKETS.forEach((bound, i) => {
+        cumulative += t.perBucket[i]!;
+        line(bucket, bound).value += cumulative;
+      });
+      line(bucket, "+Inf").value += t.n;
+      line(`${this.metricName}_sum`).value += t.sum;
+      line(`${this.metricName}_count`).value += t.n;
+    }
+    return data;
   }
 }

@@ -86,3 +86,32 @@ t.test("readiness flips with an outage and back", async (t) => {
   const m = await (await fetch(`${s.url}/metrics`)).text();
   t.match(m, /oci2gcp_upstream_requests_total\{hop="sts",outcome="error"\} [1-9]/, "the failures are counted");
 });
+
+t.test("answers tallied outside prom-client reach the request counter and the duration histogram", async (t) => {
+  const { Metrics } = await import("../../src/server/metrics.js");
+  const m = new Metrics();
+  const route = "/computeMetadata/v1/instance/service-accounts/:account/token";
+  const tally = m.observer(route, "GET", 200);
+  for (let i = 0; i < 5; i++) tally(0.0001);
+  tally(0.003);
+  const line = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} ([\\d.e-]+)$`, "m").exec(text)?.[1] ?? NaN);
+  const r = `route="${route.replace(/[/:]/g, (c) => `\\${c}`)}"`;
+  let text = await m.registry.metrics();
+  t.equal(line(text, "oci2gcp_http_requests_total", `${r},method="GET",status="200"`), 6, "counted");
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.0005",${r}`), 5, "the series exists though only tallies answered");
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.005",${r}`), 6, "buckets are cumulative");
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_count", r), 6);
+  t.ok(Math.abs(line(text, "oci2gcp_http_request_duration_seconds_sum", r) - 0.0035) < 1e-9, "sum");
+
+  // Answers through the full pipeline add to the same series, and reading twice adds nothing.
+  m.observeRequest(route, "GET", 200, 0.02);
+  await m.registry.metrics();
+  text = await m.registry.metrics();
+  t.equal(line(text, "oci2gcp_http_requests_total", `${r},method="GET",status="200"`), 7, "both kinds counted once");
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.0025",${r}`), 5);
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.05",${r}`), 7);
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="\\+Inf",${r}`), 7);
+  t.equal(line(text, "oci2gcp_http_request_duration_seconds_count", r), 7);
+  const json = (await m.registry.getMetricsAsJSON()).find((x) => x.name === "oci2gcp_http_request_duration_seconds")!;
+  t.equal(json.values.find((v) => v.metricName === "oci2gcp_http_request_duration_seconds_count" && v.labels.route === route)?.value, 7, "the JSON view agrees");
+});
