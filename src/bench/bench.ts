@@ -44,8 +44,8 @@ export class Bench {
 
   private constructor(
     readonly emu: Emu,
-    /** Extra node flags for every daemon. */
-    private readonly nodeArgs: string[],
+    /** Node flags for every daemon. */
+    readonly nodeArgs: string[],
   ) {}
 
   static async start(nodeArgs: string[]): Promise<Bench> {
@@ -67,12 +67,14 @@ export class Bench {
   }
 
   /** The bare node:http server answering every request with `headers` and `body`. */
-  async bare(headers: [string, string][], body: Buffer): Promise<Child> {
+  /** `nodeArgs`: "daemon" for the daemons' node flags, else node's defaults. */
+  async bare(headers: [string, string][], body: Buffer, nodeArgs: "daemon" | "defaults"): Promise<Child> {
     const port = await freePort();
     return this.keep(
       spawnNode(path.join(BENCH_DIR, "bare-child.js"), [String(port)], {
         env: cleanEnv({ BENCH_HEADERS: JSON.stringify(headers), BENCH_BODY: body.toString("base64") }),
         port,
+        nodeArgs: nodeArgs === "daemon" ? this.nodeArgs : [],
         logFile: path.join(this.tmp, `bare-${++this.logs}.log`),
       }),
     );

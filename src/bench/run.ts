@@ -14,7 +14,7 @@ import { cold, herds, processes, profiles, startup, throughput, type Part } from
 
 const { values: opt } = parseArgs({
   options: {
-    duration: { type: "string", default: "10" },
+    duration: { type: "string", default: "6" },
     connections: { type: "string", default: "50" },
     processes: { type: "string", default: "50" },
     /** Comma-separated: section 4 runs at each. */
