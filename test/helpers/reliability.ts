@@ -15,6 +15,7 @@ import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../s
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
+import type { Test } from "tap";
 import { recordSecrets, SECRET_PATTERNS } from "./stack.js";
 
 /** The repository root. */
@@ -271,4 +272,31 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): Child {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
     },
   };
+}
+
+/** What the subject-token endpoint's JSON error says, and which hop it blames. */
+function saidBySubjectEndpoint(r: { text: string }): string {
+  const b = JSON.parse(r.text) as { error_description: string; hop: string };
+  return `${b.error_description} [hop: ${b.hop}]`;
+}
+
+/**
+ * An OCI hop answering 200 with a body that is no usable answer: the subject-token
+ * endpoint answers 503 naming the hop (in its text and in the JSON error's `hop`)
+ * and saying what is wrong; once the fault is cleared the same daemon recovers.
+ */
+export async function checkGarbageAnswer(
+  t: Test,
+  d: TestDaemon,
+  o: { endpoint: Endpoint; body: string; hop: RegExp; hopField: RegExp; says: RegExp; recoverMs: number; everyMs: number },
+): Promise<void> {
+  const subject = "/oci2gcp/v1/subject-token";
+  await fault(d.emu, { endpoint: o.endpoint, status: 200, body: o.body, headers: { "content-type": o.body.startsWith("{") ? "application/json" : "text/html" } });
+  const r = await d.get(subject);
+  t.equal(r.status, 503, r.text);
+  t.match(r.text, o.hop);
+  t.match(saidBySubjectEndpoint(r), o.says);
+  t.match(saidBySubjectEndpoint(r), o.hopField, "the JSON error names the hop");
+  await clearFaults(d.emu);
+  t.ok(await waitFor(async () => (await d.get(subject)).status === 200, o.recoverMs, o.everyMs), "recovers after the fault");
 }

@@ -10,7 +10,7 @@
 import t from "tap";
 import { startEmulators, type Emulators } from "../../src/emulator/index.js";
 import { calls } from "../helpers/stack.js";
-import { clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
+import { checkGarbageAnswer, clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
 
 const TIMEOUT_MS = 2000;
 const ATTEMPTS = 3;
@@ -35,12 +35,6 @@ async function daemon(extra: Record<string, unknown> = {}): Promise<TestDaemon> 
   const d = await startDaemonOn(emu, { overrides: { ...overrides, ...extra } });
   daemons.push(d);
   return d;
-}
-
-/** What the subject-token endpoint's JSON error says, and which hop it blames. */
-function said(r: { text: string }): string {
-  const b = JSON.parse(r.text) as { error_description: string; hop: string };
-  return `${b.error_description} [hop: ${b.hop}]`;
 }
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -149,15 +143,7 @@ t.test("OCI federation (oci.federation) answering garbage", async (t) => {
   ];
   for (const [what, body, says] of garbage) {
     t.test(`200 with garbage: ${what}`, async (t) => {
-      const d = await daemon();
-      await fault(emu, { endpoint: E, status: 200, body, headers: body.startsWith("{") ? json : { "content-type": "text/html" } });
-      const r = await d.get(SUBJECT);
-      t.equal(r.status, 503, r.text);
-      t.match(r.text, HOP);
-      t.match(said(r), says);
-      t.match(said(r), HOP_FIELD, "the JSON error names the hop");
-      await clearFaults(emu);
-      t.ok(await waitFor(async () => (await d.get(SUBJECT)).status === 200, 8000, 250), "recovers after the fault");
+      await checkGarbageAnswer(t, await daemon(), { endpoint: E, body, hop: HOP, hopField: HOP_FIELD, says, recoverMs: 8000, everyMs: 250 });
     });
   }
 

@@ -12,7 +12,7 @@ import { startEmulators, type Emulators } from "../../src/emulator/index.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
 import { calls } from "../helpers/stack.js";
-import { clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
+import { checkGarbageAnswer, clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
 
 const TIMEOUT_MS = 800;
 const ATTEMPTS = 3;
@@ -49,14 +49,7 @@ async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> =
   return d;
 }
 
-/** What the subject-token endpoint's JSON error says, and which hop it blames. */
-function said(r: { text: string }): string {
-  const b = JSON.parse(r.text) as { error_description: string; hop: string };
-  return `${b.error_description} [hop: ${b.hop}]`;
-}
-
 const count = async (e: Endpoint) => (await calls(emu))[e] ?? 0;
-const json = { "content-type": "application/json" };
 const now = () => Math.floor(Date.now() / 1000);
 
 t.test("identity domain (oci.identityDomain.token)", async (t) => {
@@ -147,17 +140,7 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
   ];
   for (const [what, make, says] of garbage) {
     t.test(`200 with garbage: ${what}`, async (t) => {
-      const d = await daemon(true);
-      const body = make();
-      await fault(emu, { endpoint: E, status: 200, body, headers: body.startsWith("{") ? json : { "content-type": "text/html" } });
-      const r = await d.get(SUBJECT);
-      t.equal(r.status, 503, r.text);
-      t.match(r.text, HOP);
-      t.match(said(r), says);
-      t.match(said(r), HOP_FIELD, "the JSON error names the hop");
-      // Once the identity domain answers properly again, the same daemon recovers.
-      await clearFaults(emu);
-      t.ok(await waitFor(async () => (await d.get(SUBJECT)).status === 200, 5000, 200), "recovers after the fault");
+      await checkGarbageAnswer(t, await daemon(true), { endpoint: E, body: make(), hop: HOP, hopField: HOP_FIELD, says, recoverMs: 5000, everyMs: 200 });
     });
   }
 

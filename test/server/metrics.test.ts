@@ -113,5 +113,6 @@ t.test("answers tallied outside prom-client reach the request counter and the du
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="\\+Inf",${r}`), 7);
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_count", r), 7);
   const json = (await m.registry.getMetricsAsJSON()).find((x) => x.name === "oci2gcp_http_request_duration_seconds")!;
-  t.equal(json.values.find((v) => v.metricName === "oci2gcp_http_request_duration_seconds_count" && v.labels.route === route)?.value, 7, "the JSON view agrees");
+  const count = json.values.find((v) => (v as { metricName?: string }).metricName === "oci2gcp_http_request_duration_seconds_count" && v.labels.route === route);
+  t.equal(count?.value, 7, "the JSON view agrees");
 });
