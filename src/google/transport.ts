@@ -1,13 +1,13 @@
-import { createRequire } from "node:module";
+import { gaxios } from "google-auth-library";
 import type { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
 import { snippet } from "../upstream/retry.js";
 
 /** The transport type google-auth-library's clients take. */
 export type Transport = NonNullable<ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never>;
 
-// google-auth-library is CommonJS and checks `instanceof` against the CommonJS
-// build of gaxios; importing gaxios from ESM would load a second copy.
-const { Gaxios } = createRequire(import.meta.url)("gaxios") as { Gaxios: new (defaults: object) => Transport };
+// google-auth-library checks `instanceof` against its own copy of gaxios (the
+// CommonJS build), which it exports; importing gaxios from ESM would load a second copy.
+const Gaxios = gaxios.Gaxios as unknown as new (defaults: object) => Transport;
 
 /**
  * The HTTP transport for google-auth-library's clients: a timeout on every call
