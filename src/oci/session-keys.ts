@@ -3,13 +3,16 @@ import { promisify } from "node:util";
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
 
+/** OCI session keys: RSA-2048, as PEM (public SPKI, private PKCS#8). */
+const SESSION_KEY: crypto.RSAKeyPairOptions<"pem", "pem"> = {
+  modulusLength: 2048,
+  publicExponent: 65537,
+  publicKeyEncoding: { type: "spki", format: "pem" },
+  privateKeyEncoding: { type: "pkcs8", format: "pem" },
+};
+
 async function newPair(): Promise<{ publicKey: string; privateKey: string }> {
-  return generateKeyPair("rsa", {
-    modulusLength: 2048,
-    publicExponent: 65537,
-    publicKeyEncoding: { type: "spki", format: "pem" },
-    privateKeyEncoding: { type: "pkcs8", format: "pem" },
-  });
+  return generateKeyPair("rsa", SESSION_KEY);
 }
 
 /** How long after a federation the next session key pair is generated. */
@@ -86,12 +89,7 @@ export class PregeneratedSessionKeySupplier {
     this.used = false;
     const n =
       this.next ??
-      crypto.generateKeyPairSync("rsa", {
-        modulusLength: 2048,
-        publicExponent: 65537,
-        publicKeyEncoding: { type: "spki", format: "pem" },
-        privateKeyEncoding: { type: "pkcs8", format: "pem" },
-      });
+      crypto.generateKeyPairSync("rsa", SESSION_KEY);
     this.next = undefined;
     this.current = new PemKeyPair(n.publicKey, n.privateKey);
     this.prepareSoon();

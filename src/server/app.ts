@@ -7,7 +7,7 @@ import type { Config } from "../config/config.js";
 import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
 import { makeFastPath, type FastPath } from "./fast-path.js";
-import { FloodCounter } from "./flood.js";
+import { clientKeyOf, FloodCounter } from "./flood.js";
 import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import type { Metrics } from "./metrics.js";
@@ -34,12 +34,9 @@ export function routesOf(app: FastifyInstance): { method: string; url: string }[
   return ROUTES.get(app) ?? [];
 }
 
-/**
- * Who a request comes from, for the flood guard and the upstream budget: its IP, or
- * for the Unix socket listener (where there is none) the socket's clients as one.
- */
+/** Who a request comes from, for the flood guard and the upstream budget (see clientKeyOf). */
 function clientKey(req: FastifyRequest): string {
-  return req.ip ?? "unix-socket";
+  return clientKeyOf(req.ip);
 }
 
 const KEEP_ALIVE_MS = 72_000;

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:
 import { performance } from "node:perf_hooks";
 import type { Chain } from "../chain.js";
 import type { Token } from "../token/token-source.js";
-import type { FloodCounter } from "./flood.js";
+import { clientKeyOf, type FloodCounter } from "./flood.js";
 import { accountNames, TOKEN_ROUTE } from "./metadata.js";
 import type { Metrics } from "./metrics.js";
 import { accessTokenBody, JSON_TYPE, metadataHeaderSet } from "./respond.js";
@@ -61,8 +61,7 @@ export function makeFastPath(o: FastPathOptions): FastPath {
       if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined) return false;
       if (o.refusal(h, url) !== undefined) return false;
       const started = performance.now();
-      // Fastify's req.ip is the socket's address; Unix-socket clients share one key, as in app.ts.
-      key = req.socket.remoteAddress ?? "unix-socket";
+      key = clientKeyOf(req.socket.remoteAddress);
       const token = o.chain.cachedAccessToken(account, admit);
       if (!token) return false;
       const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);

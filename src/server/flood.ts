@@ -1,6 +1,15 @@
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import { LRUCache } from "lru-cache";
 
+/**
+ * Who a request comes from, for the flood guard and the upstream budget: its
+ * socket's address (Fastify's req.ip), or for the Unix socket listener, where
+ * there is none, the socket's clients as one.
+ */
+export function clientKeyOf(address: string | undefined): string {
+  return address ?? "unix-socket";
+}
+
 interface Window {
   count: number;
   startedAt: number;

@@ -11,6 +11,7 @@ import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { startDaemon, type Daemon } from "../../src/daemon.js";
+import type { Fault } from "../../src/emulator/core.js";
 import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
@@ -29,15 +30,8 @@ export type Endpoint =
   | "google.iam.generateAccessToken"
   | "google.iam.generateIdToken";
 
-export interface FaultSpec {
-  endpoint: Endpoint;
-  status?: number;
-  latencyMs?: number;
-  drop?: boolean;
-  body?: string;
-  headers?: Record<string, string>;
-  count?: number;
-}
+/** A fault of the emulator's (see EmulatorServer's Fault), for one of the endpoints above. */
+export type FaultSpec = Omit<Fault, "endpoint"> & { endpoint: Endpoint };
 
 /** POST /_emulator/faults; throws unless the emulator accepted it. */
 export async function fault(emu: Emulators, f: FaultSpec | FaultSpec[]): Promise<void> {
