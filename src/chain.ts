@@ -2,9 +2,16 @@ import type { Config } from "./config/config.js";
 import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource, type ImpersonationOptions } from "./google/impersonation.js";
 import { StsTokenSource } from "./google/sts.js";
 import { transport } from "./google/transport.js";
-import { IdentityDomainTokenSource, type DomainToken } from "./oci/identity-domain.js";
+import { type DomainToken, IdentityDomainTokenSource } from "./oci/identity-domain.js";
 import { principalSource, type SigningIdentity } from "./oci/principal.js";
-import { CachingTokenSource, DEFAULT_BACKOFF, KeyedTokenCache, type CacheEvents, type CachePolicy, type CacheState } from "./token/cache.js";
+import {
+  type CacheEvents,
+  type CachePolicy,
+  type CacheState,
+  CachingTokenSource,
+  DEFAULT_BACKOFF,
+  KeyedTokenCache,
+} from "./token/cache.js";
 import type { Token, TokenSource } from "./token/token-source.js";
 import { DEFAULT_RETRY, type RetryPolicy } from "./upstream/retry.js";
 
@@ -39,7 +46,9 @@ export class NoSuchAccountError extends Error {
 
 export class NoImpersonationError extends Error {
   constructor() {
-    super("ID tokens need a service account to impersonate, and none is configured: set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) or $GCP_IMPERSONATION_URL");
+    super(
+      "ID tokens need a service account to impersonate, and none is configured: set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) or $GCP_IMPERSONATION_URL",
+    );
     this.name = "NoImpersonationError";
   }
 }
@@ -79,7 +88,13 @@ export class Chain {
     };
     this.accounts = config.google.serviceAccounts;
     this.defaultScopes = normaliseScopes(config.google.scopes);
-    this.principal = new CachingTokenSource(overrides.principal ?? principalSource(config, timeoutMs), "OCI principal", subjectPolicy, "", events);
+    this.principal = new CachingTokenSource(
+      overrides.principal ?? principalSource(config, timeoutMs),
+      "OCI principal",
+      subjectPolicy,
+      "",
+      events,
+    );
     this.subject = new CachingTokenSource(
       new IdentityDomainTokenSource(this.principal, {
         domainUrl: config.identityDomain.url,
@@ -131,7 +146,7 @@ export class Chain {
 
   accessToken(req: AccessTokenRequest): Promise<Token> {
     const email = this.resolveAccount(req.account);
-    const scopes = req.scopes && req.scopes.length ? normaliseScopes(req.scopes) : this.defaultScopes;
+    const scopes = req.scopes?.length ? normaliseScopes(req.scopes) : this.defaultScopes;
     return this.accessCache(email, scopes, true)!.token(req.admit);
   }
 
@@ -156,7 +171,16 @@ export class Chain {
     }
     const key = `${email} ${scopeKey}`;
     if (!create) return this.access.find(key);
-    return this.access.get(key, () => new ImpersonatedAccessTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, scopes, this.config.google.tokenLifetimeSeconds));
+    return this.access.get(
+      key,
+      () =>
+        new ImpersonatedAccessTokenSource(
+          this.federated,
+          { ...this.impersonation, serviceAccount: email },
+          scopes,
+          this.config.google.tokenLifetimeSeconds,
+        ),
+    );
   }
 
   idToken(req: IdTokenRequest): Promise<Token> {
@@ -164,7 +188,10 @@ export class Chain {
     if (email === undefined) return Promise.reject(new NoImpersonationError());
     const includeEmail = req.format === "full";
     return this.ids
-      .get(`${email} ${req.format} ${req.audience}`, () => new ImpersonatedIdTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, req.audience, includeEmail))
+      .get(
+        `${email} ${req.format} ${req.audience}`,
+        () => new ImpersonatedIdTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, req.audience, includeEmail),
+      )
       .token(req.admit);
   }
 

@@ -4,14 +4,14 @@ import type { AddressInfo } from "node:net";
 import { format } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { Chain } from "./chain.js";
-import { expandHome, isLoopbackHost, readOciProfile, type Config } from "./config/config.js";
+import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
 import { buildApp, fastPathOf } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
+import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
-import { TokenFileSink } from "./sink/token-file.js";
 
 export interface Daemon {
   /** http://host:port of the TCP listener. */
@@ -49,7 +49,10 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   const events: CacheEvents = {
     onRefresh(e) {
       if (e.ok) {
-        log.debug({ hop: e.hop, key: e.key, validForSeconds: Math.round((e.token!.expiresAt - Date.now()) / 1000), durationMs: e.durationMs }, "token renewed");
+        log.debug(
+          { hop: e.hop, key: e.key, validForSeconds: Math.round((e.token!.expiresAt - Date.now()) / 1000), durationMs: e.durationMs },
+          "token renewed",
+        );
       } else {
         log.warn({ hop: e.hop, key: e.key, err: e.error, durationMs: e.durationMs }, "token renewal failed");
       }
@@ -88,10 +91,14 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   });
 
   if (!isLoopbackHost(config.server.host)) {
-    log.warn({ host: config.server.host }, "listening on a non-loopback address: every host that can reach it can obtain Google tokens of this machine");
+    log.warn(
+      { host: config.server.host },
+      "listening on a non-loopback address: every host that can reach it can obtain Google tokens of this machine",
+    );
   }
   for (const f of keyFilesOf(config)) {
-    if (isWorldOrGroupReadable(f)) log.warn({ file: f }, `private key file ${f} can be read by users other than its owner; fix with: chmod 600 ${f}`);
+    if (isWorldOrGroupReadable(f))
+      log.warn({ file: f }, `private key file ${f} can be read by users other than its owner; fix with: chmod 600 ${f}`);
   }
 
   await app.listen({ host: config.server.host, port: config.server.port });

@@ -9,20 +9,20 @@
  */
 import type { AuthClient } from "google-auth-library";
 import { Chain } from "./chain.js";
-import { loadConfig, type Config } from "./config/config.js";
+import { type Config, loadConfig } from "./config/config.js";
 import { TokenSourceAuthClient } from "./google/auth-client.js";
 import type { DomainToken } from "./oci/identity-domain.js";
 import type { Token } from "./token/token-source.js";
 
 export { Chain, NoImpersonationError, NoSuchAccountError, normaliseScopes } from "./chain.js";
-export { ConfigError, loadConfig, type Config } from "./config/config.js";
+export { type Config, ConfigError, loadConfig } from "./config/config.js";
 export { SETTINGS, type Setting } from "./config/settings.js";
-export { startDaemon, type Daemon, type DaemonOptions } from "./daemon.js";
+export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.js";
 export { TokenSourceAuthClient } from "./google/auth-client.js";
 export { createLogger } from "./log.js";
 export type { DomainToken } from "./oci/identity-domain.js";
 export { CachingTokenSource, KeyedTokenCache } from "./token/cache.js";
-export { HopError, type Hop, type Token, type TokenSource } from "./token/token-source.js";
+export { type Hop, HopError, type Token, type TokenSource } from "./token/token-source.js";
 
 export interface FromEnvironmentOptions {
   /** Environment to read; default process.env. */
@@ -49,7 +49,8 @@ export class OciGoogleCredentials {
   static fromEnvironment(o: FromEnvironmentOptions = {}): OciGoogleCredentials {
     const env = o.env ?? process.env;
     const overrides: Record<string, unknown> = { ...o.overrides };
-    if (!env.OCI2GCP_PRINCIPAL && env.OCI_RESOURCE_PRINCIPAL_VERSION && !("oci.principal" in overrides)) overrides["oci.principal"] = "resource";
+    if (!env.OCI2GCP_PRINCIPAL && env.OCI_RESOURCE_PRINCIPAL_VERSION && !("oci.principal" in overrides))
+      overrides["oci.principal"] = "resource";
     return new OciGoogleCredentials(loadConfig({ env, file: o.configFile, overrides }));
   }
 

@@ -1,12 +1,15 @@
-import t from "tap";
 import crypto from "node:crypto";
+import t from "tap";
 import { calls, claimsOf, startStack } from "./helpers/stack.js";
 
 t.test("instance principal: subject token, metadata token, 200 concurrent cold requests make one call per hop", async (t) => {
   const s = await startStack();
   t.teardown(() => s.close());
   const results = await Promise.all(Array.from({ length: 200 }, () => s.get("/oci2gcp/v1/subject-token")));
-  t.ok(results.every((r) => r.status === 200), "all 200");
+  t.ok(
+    results.every((r) => r.status === 200),
+    "all 200",
+  );
   const c = await calls(s.emu);
   t.equal(c["oci.federation"], 1, "one federation call");
   t.equal(c["oci.identityDomain.token"], 1, "one identity-domain call");

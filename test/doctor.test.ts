@@ -1,15 +1,19 @@
-import t from "tap";
-import crypto from "node:crypto";
 import { spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadConfig, type Config } from "../src/config/config.js";
-import { runDoctor, renderReport, type DoctorReport } from "../src/doctor/doctor.js";
-import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../src/emulator/index.js";
+import t from "tap";
+import { type Config, loadConfig } from "../src/config/config.js";
+import { type DoctorReport, renderReport, runDoctor } from "../src/doctor/doctor.js";
+import { DEMO_SERVICE_ACCOUNT, daemonSettingsFor, type Emulators, type EmulatorsOptions, startEmulators } from "../src/emulator/index.js";
 import type { SigningIdentity } from "../src/oci/principal.js";
 
-async function setup(t: Tap.Test, emuOpts: EmulatorsOptions = {}, overrides: (e: Emulators) => Record<string, unknown> = () => ({})): Promise<{ emu: Emulators; config: Config }> {
+async function setup(
+  t: Tap.Test,
+  emuOpts: EmulatorsOptions = {},
+  overrides: (e: Emulators) => Record<string, unknown> = () => ({}),
+): Promise<{ emu: Emulators; config: Config }> {
   const emu = await startEmulators(emuOpts);
   t.teardown(() => emu.close());
   const config = loadConfig({
@@ -35,7 +39,10 @@ t.test("a healthy chain: every hop OK, claims shown, never the token", async (t)
   const { config } = await setup(t);
   const r = await runDoctor(config);
   t.ok(r.ok);
-  t.same(r.checks.map((c) => c.status), ["ok", "ok", "ok", "ok", "ok", "ok"]);
+  t.same(
+    r.checks.map((c) => c.status),
+    ["ok", "ok", "ok", "ok", "ok", "ok"],
+  );
   t.equal(r.claims?.sub_type, "instance");
   const text = renderReport(r);
   t.match(text, /google\.subject=assertion\.sub/);
@@ -64,7 +71,13 @@ t.test("the identity domain refuses the signature", async (t) => {
   const st = emu.oci.mintSessionToken();
   const wrongKey = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
   const principal = {
-    token: async (): Promise<SigningIdentity> => ({ value: `ST$${st.token}`, keyId: `ST$${st.token}`, privateKey: wrongKey, expiresAt: Date.now() + 600_000, obtainedAt: Date.now() }),
+    token: async (): Promise<SigningIdentity> => ({
+      value: `ST$${st.token}`,
+      keyId: `ST$${st.token}`,
+      privateKey: wrongKey,
+      expiresAt: Date.now() + 600_000,
+      obtainedAt: Date.now(),
+    }),
   };
   const r = await runDoctor(config, { principal });
   const c = check(r, "identity domain")!;
@@ -124,7 +137,10 @@ t.test("impersonation denied", async (t) => {
   const c = check(r, "impersonation")!;
   t.equal(c.status, "fail");
   t.match(c.said, /PERMISSION_DENIED/);
-  t.match(c.fix, /add-iam-policy-binding not-granted@demo-project\.iam\.gserviceaccount\.com --role=roles\/iam\.workloadIdentityUser --member=principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/oci-pool\/subject\/ocid1\.instance/);
+  t.match(
+    c.fix,
+    /add-iam-policy-binding not-granted@demo-project\.iam\.gserviceaccount\.com --role=roles\/iam\.workloadIdentityUser --member=principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/oci-pool\/subject\/ocid1\.instance/,
+  );
   t.notOk(r.ok);
 });
 
@@ -136,7 +152,12 @@ t.test("the doctor command: exit codes and output", async (t) => {
   const cfg = {
     oci: { metadataUrl: config.oci.metadataUrl, federationUrl: config.oci.federationUrl },
     identityDomain: { url: config.identityDomain.url },
-    google: { audience: config.google.audience, stsUrl: config.google.stsUrl, iamCredentialsUrl: config.google.iamCredentialsUrl, serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
+    google: {
+      audience: config.google.audience,
+      stsUrl: config.google.stsUrl,
+      iamCredentialsUrl: config.google.iamCredentialsUrl,
+      serviceAccounts: [DEMO_SERVICE_ACCOUNT],
+    },
   };
   fs.writeFileSync(file, JSON.stringify(cfg));
   const bin = path.resolve("bin/oci2gcp.js");
@@ -144,13 +165,18 @@ t.test("the doctor command: exit codes and output", async (t) => {
   const run = (args: string[]) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
       import("node:child_process").then(({ execFile }) => {
-        execFile(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH } }, (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }));
+        execFile(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH } }, (err, stdout) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }),
+        );
       });
     });
   const ok = await run(["doctor", "--config", file]);
   t.equal(ok.code, 0, "exit 0 on a working chain");
   t.match(ok.out, /The chain works end to end/);
-  fs.writeFileSync(file, JSON.stringify({ ...cfg, google: { ...cfg.google, serviceAccounts: ["nope@demo-project.iam.gserviceaccount.com"] } }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ ...cfg, google: { ...cfg.google, serviceAccounts: ["nope@demo-project.iam.gserviceaccount.com"] } }),
+  );
   const bad = await run(["doctor", "--config", file]);
   t.equal(bad.code, 1, "exit 1 when a hop fails");
   t.match(bad.out, /\[FAIL\] impersonation/);

@@ -1,10 +1,10 @@
-import t from "tap";
 import crypto from "node:crypto";
 import { Writable } from "node:stream";
+import t from "tap";
+import type { Emulators } from "../src/emulator/index.js";
 import { createLogger, scrub } from "./../src/log.js";
 import { HopError } from "../src/token/token-source.js";
-import type { Emulators } from "../src/emulator/index.js";
-import { SECRET_PATTERNS, calls, resetEmulators, startStack, startTestEmulators, type Stack, type StackOptions } from "./helpers/stack.js";
+import { calls, resetEmulators, SECRET_PATTERNS, type Stack, type StackOptions, startStack, startTestEmulators } from "./helpers/stack.js";
 
 /**
  * No token, key or signature reaches a log line, at trace level, on success and
@@ -22,7 +22,14 @@ const SIG = crypto.randomBytes(256).toString("base64");
 const AUTH_SIG = `Signature version="1",headers="date (request-target) host content-length content-type x-content-sha256",keyId="${ST}",algorithm="rsa-sha256",signature="${SIG}"`;
 
 /** Distinctive fragments of each secret: none may appear in any output. */
-const FRAGMENTS = [JWT.split(".")[1]!, JWT.split(".")[2]!.slice(0, 40), YA29.slice(8, 48), SIG.slice(0, 40), PEM.split("\n")[2]!, PEM_PKCS1.split("\n")[2]!];
+const FRAGMENTS = [
+  JWT.split(".")[1]!,
+  JWT.split(".")[2]!.slice(0, 40),
+  YA29.slice(8, 48),
+  SIG.slice(0, 40),
+  PEM.split("\n")[2]!,
+  PEM_PKCS1.split("\n")[2]!,
+];
 
 function leaked(s: string): string[] {
   return [...FRAGMENTS.filter((f) => s.includes(f)), ...SECRET_PATTERNS.filter((p) => p.test(s)).map(String)];
@@ -48,7 +55,11 @@ t.test("scrub(): free text", async (t) => {
   }
   const plain = "identity domain: HTTP 401: invalid_client: signature does not verify with the key named by keyId";
   t.equal(scrub(plain), plain, "ordinary messages are left alone");
-  t.equal(scrub("ocid1.tenancy.oc1..aaaa/ocid1.user.oc1..bbbb/12:34:56"), "ocid1.tenancy.oc1..aaaa/ocid1.user.oc1..bbbb/12:34:56", "API key ids (not secret) are kept");
+  t.equal(
+    scrub("ocid1.tenancy.oc1..aaaa/ocid1.user.oc1..bbbb/12:34:56"),
+    "ocid1.tenancy.oc1..aaaa/ocid1.user.oc1..bbbb/12:34:56",
+    "API key ids (not secret) are kept",
+  );
 });
 
 interface Captured {
@@ -87,13 +98,29 @@ t.test("the logger: messages, nested objects, err objects, format arguments, chi
   log.debug({ a: { b: { c: { detail: `deep ${YA29}` } } } }, "nested");
   log.debug({ a: { b: { c: { d: { e: { f: { g: `deeper ${JWT}` } } } } } } }, "very nested");
   log.debug({ list: [`Bearer ${YA29}`, { pem: PEM }] }, "arrays");
-  log.trace({ token: "plain-secret-by-name", keyId: ST, headers: { authorization: AUTH_SIG }, rpst: JWT, privateKey: PEM }, "by field name");
-  log.warn({ err: new HopError("STS", `HTTP 400: invalid_grant: the token ${JWT} is bad`, { status: 400, upstreamError: "invalid_grant" }) }, "renewal failed");
-  log.error({ err: Object.assign(new Error(`request failed: Authorization: Bearer ${YA29}`), { config: { headers: { Authorization: `Bearer ${YA29}` } } }) }, "gaxios-like error");
+  log.trace(
+    { token: "plain-secret-by-name", keyId: ST, headers: { authorization: AUTH_SIG }, rpst: JWT, privateKey: PEM },
+    "by field name",
+  );
+  log.warn(
+    { err: new HopError("STS", `HTTP 400: invalid_grant: the token ${JWT} is bad`, { status: 400, upstreamError: "invalid_grant" }) },
+    "renewal failed",
+  );
+  log.error(
+    {
+      err: Object.assign(new Error(`request failed: Authorization: Bearer ${YA29}`), {
+        config: { headers: { Authorization: `Bearer ${YA29}` } },
+      }),
+    },
+    "gaxios-like error",
+  );
   log.error(new Error(`bare error ${ST}`));
   log.info("interpolated %s and %j and %o", JWT, { t: YA29 }, { k: PEM });
   log.child({ subject: JWT }).info("child with a secret in its bindings");
-  log.child({ reqId: 1 }).child({ auth: `Bearer ${YA29}` }).info("grandchild");
+  log
+    .child({ reqId: 1 })
+    .child({ auth: `Bearer ${YA29}` })
+    .info("grandchild");
   log.info({ e: { message: `plain object error ${ST}` } }, "object with a message");
 
   const text = out.text();
@@ -102,12 +129,34 @@ t.test("the logger: messages, nested objects, err objects, format arguments, chi
   const lines = out.lines;
   t.equal(lines.length, 13, "every call logged a line");
   const warn = lines.find((l) => l.msg === "renewal failed")!;
-  t.match(warn.err, { type: "HopError", hop: "STS", status: 400, upstreamError: "invalid_grant", message: /^STS: HTTP 400: invalid_grant: the token \[jwt\] is bad$/ }, "errors keep hop, status and message, scrubbed");
+  t.match(
+    warn.err,
+    {
+      type: "HopError",
+      hop: "STS",
+      status: 400,
+      upstreamError: "invalid_grant",
+      message: /^STS: HTTP 400: invalid_grant: the token \[jwt\] is bad$/,
+    },
+    "errors keep hop, status and message, scrubbed",
+  );
   t.notOk((warn.err as Record<string, unknown>).stack, "no stack");
   t.match(lines[0]!.msg, "message with [jwt] and [google token]");
-  t.match(lines.find((l) => l.msg === "nested")!, { a: { b: { c: { detail: "deep [google token]" } } } }, "nested objects scrubbed, structure kept");
-  t.match(lines.find((l) => l.msg === "bare error ST$[redacted]"), { err: { type: "Error", message: "bare error ST$[redacted]" } }, "log.error(err): message scrubbed, error kept");
-  t.match(lines.find((l) => l.msg === "grandchild"), { reqId: 1, auth: "Bearer [redacted]" }, "child bindings scrubbed at every level");
+  t.match(
+    lines.find((l) => l.msg === "nested")!,
+    { a: { b: { c: { detail: "deep [google token]" } } } },
+    "nested objects scrubbed, structure kept",
+  );
+  t.match(
+    lines.find((l) => l.msg === "bare error ST$[redacted]"),
+    { err: { type: "Error", message: "bare error ST$[redacted]" } },
+    "log.error(err): message scrubbed, error kept",
+  );
+  t.match(
+    lines.find((l) => l.msg === "grandchild"),
+    { reqId: 1, auth: "Bearer [redacted]" },
+    "child bindings scrubbed at every level",
+  );
 });
 
 // ---- the daemon at trace level, through success and failure -----------------------------
@@ -130,14 +179,29 @@ const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity
 
 t.test("daemon logs at trace level: success paths", async (t) => {
   const s = await stack(t);
-  for (const p of ["/oci2gcp/v1/subject-token", "/oci2gcp/v1/subject-token?format=text", "/oci2gcp/v1/subject-token?format=executable", ACCESS, `${ACCESS}?scopes=https://www.googleapis.com/auth/cloud-platform,https://www.googleapis.com/auth/userinfo.email`, IDENTITY, "/oci2gcp/v1/status", "/readyz"]) {
+  for (const p of [
+    "/oci2gcp/v1/subject-token",
+    "/oci2gcp/v1/subject-token?format=text",
+    "/oci2gcp/v1/subject-token?format=executable",
+    ACCESS,
+    `${ACCESS}?scopes=https://www.googleapis.com/auth/cloud-platform,https://www.googleapis.com/auth/userinfo.email`,
+    IDENTITY,
+    "/oci2gcp/v1/status",
+    "/readyz",
+  ]) {
     const r = await s.get(p);
     t.equal(r.status, 200, `${p}: 200`);
   }
   // Tokens the test saw are matched against the logs too (by the helper).
   t.ok(s.secrets.size >= 3, `the test knows ${s.secrets.size} tokens to look for`);
-  t.ok(s.logs.some((l) => l.level === 10 || l.level === 20), "trace/debug lines were written");
-  t.ok(s.logs.some((l) => l.msg === "token renewed"), "renewals were logged");
+  t.ok(
+    s.logs.some((l) => l.level === 10 || l.level === 20),
+    "trace/debug lines were written",
+  );
+  t.ok(
+    s.logs.some((l) => l.msg === "token renewed"),
+    "renewals were logged",
+  );
   t.same(s.leaks(), [], "no secret in the logs");
 });
 
@@ -165,11 +229,41 @@ t.test("daemon logs at trace level: bad requests", async (t) => {
 });
 
 const FAULTS: { hop: string; endpoint: string; path: string; status: number; body: string }[] = [
-  { hop: "OCI principal", endpoint: "oci.metadata", path: "/oci2gcp/v1/subject-token", status: 500, body: `{"code":"InternalError","message":"echo ${JWT}"}` },
-  { hop: "OCI principal", endpoint: "oci.federation", path: "/oci2gcp/v1/subject-token", status: 401, body: `{"code":"NotAuthenticated","message":"bad ${AUTH_SIG}"}` },
-  { hop: "identity domain", endpoint: "oci.identityDomain.token", path: "/oci2gcp/v1/subject-token", status: 400, body: `{"error":"invalid_request","error_description":"the assertion ${ST} is invalid"}` },
-  { hop: "STS", endpoint: "google.sts.token", path: ACCESS, status: 400, body: `{"error":"invalid_grant","error_description":"subject_token ${JWT} rejected"}` },
-  { hop: "impersonation", endpoint: "google.iam.generateAccessToken", path: ACCESS, status: 403, body: `{"error":{"code":403,"message":"Permission denied for ${YA29}","status":"PERMISSION_DENIED"}}` },
+  {
+    hop: "OCI principal",
+    endpoint: "oci.metadata",
+    path: "/oci2gcp/v1/subject-token",
+    status: 500,
+    body: `{"code":"InternalError","message":"echo ${JWT}"}`,
+  },
+  {
+    hop: "OCI principal",
+    endpoint: "oci.federation",
+    path: "/oci2gcp/v1/subject-token",
+    status: 401,
+    body: `{"code":"NotAuthenticated","message":"bad ${AUTH_SIG}"}`,
+  },
+  {
+    hop: "identity domain",
+    endpoint: "oci.identityDomain.token",
+    path: "/oci2gcp/v1/subject-token",
+    status: 400,
+    body: `{"error":"invalid_request","error_description":"the assertion ${ST} is invalid"}`,
+  },
+  {
+    hop: "STS",
+    endpoint: "google.sts.token",
+    path: ACCESS,
+    status: 400,
+    body: `{"error":"invalid_grant","error_description":"subject_token ${JWT} rejected"}`,
+  },
+  {
+    hop: "impersonation",
+    endpoint: "google.iam.generateAccessToken",
+    path: ACCESS,
+    status: 403,
+    body: `{"error":{"code":403,"message":"Permission denied for ${YA29}","status":"PERMISSION_DENIED"}}`,
+  },
   { hop: "impersonation", endpoint: "google.iam.generateIdToken", path: IDENTITY, status: 500, body: `<html>${PEM}</html>` },
 ];
 
@@ -186,7 +280,10 @@ for (const f of FAULTS) {
     t.equal(r.status, 503, `503: ${r.text.slice(0, 300)}`);
     t.match(r.text, f.hop, "the answer names the hop");
     t.ok((await calls(s.emu))[f.endpoint]! >= 1, "the fault was hit");
-    t.ok(s.logs.some((l) => l.level === 40 && l.msg === "token renewal failed"), "the failure was logged");
+    t.ok(
+      s.logs.some((l) => l.level === 40 && l.msg === "token renewal failed"),
+      "the failure was logged",
+    );
     t.same(s.leaks(), [], "no secret in the logs");
     t.same(leaked(s.logText()), [], "not even the ones the upstream echoed");
   });

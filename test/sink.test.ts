@@ -1,9 +1,9 @@
-import t from "tap";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { claimsOf, startStack } from "./helpers/stack.js";
+import t from "tap";
 import { writeAtomically } from "../src/sink/token-file.js";
+import { claimsOf, startStack } from "./helpers/stack.js";
 
 t.test("the token file follows renewals atomically, mode 0600", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sink-"));

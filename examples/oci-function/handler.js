@@ -11,11 +11,16 @@ const READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only";
  * @param {string} [deps.storageUrl]  the Cloud Storage JSON API
  * @returns {(input: unknown, ctx?: { config?: Record<string, string> }) => Promise<object>}
  */
-export function createHandler({ credentials, fetch: fetchImpl = globalThis.fetch, storageUrl = "https://storage.googleapis.com/storage/v1" }) {
+export function createHandler({
+  credentials,
+  fetch: fetchImpl = globalThis.fetch,
+  storageUrl = "https://storage.googleapis.com/storage/v1",
+}) {
   return async function handler(input, ctx) {
     const creds = credentials();
     // The FDK parses a JSON body sent as application/json; parse one sent as text too.
-    const body = typeof input === "string" && input.trim().startsWith("{") ? JSON.parse(input) : input && typeof input === "object" ? input : {};
+    const body =
+      typeof input === "string" && input.trim().startsWith("{") ? JSON.parse(input) : input && typeof input === "object" ? input : {};
     const project = body.project ?? ctx?.config?.GOOGLE_CLOUD_PROJECT ?? creds.config.google.projectId;
     if (!project) {
       throw new Error('no Google project: send {"project": "ID"} or set GOOGLE_CLOUD_PROJECT in the function configuration');

@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Emu, HOPS, type Calls, type Recorded } from "./emu.js";
-import { BENCH_DIR, ROOT, cleanEnv, freePort, get, sleep, spawnNode, until200, type Child } from "./proc.js";
-import { summarise, type ProfileSummary } from "./profile.js";
+import { type Calls, Emu, HOPS, type Recorded } from "./emu.js";
+import { BENCH_DIR, type Child, cleanEnv, freePort, get, ROOT, sleep, spawnNode, until200 } from "./proc.js";
+import { type ProfileSummary, summarise } from "./profile.js";
 
 export const TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token";
 export const FLAVOR = { "metadata-flavor": "Google" };
@@ -90,7 +90,9 @@ export class Bench {
   async untilExpired(d: Child, timeoutMs = 30_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const s = JSON.parse((await get(`${d.url}/oci2gcp/v1/status`, FLAVOR)).body) as { caches: { expiresInSeconds: number | null; refreshing: boolean }[] };
+      const s = JSON.parse((await get(`${d.url}/oci2gcp/v1/status`, FLAVOR)).body) as {
+        caches: { expiresInSeconds: number | null; refreshing: boolean }[];
+      };
       if (s.caches.every((c) => !c.refreshing && (c.expiresInSeconds === null || c.expiresInSeconds < 0))) return;
       if (performance.now() > deadline) throw new Error("the daemon's tokens did not expire in time");
       await sleep(100);
@@ -115,7 +117,12 @@ export class Bench {
    * system's temporary directory and summarises the samples taken within the
    * windows (process.hrtime µs) that `work` returns.
    */
-  async profiled(kind: "serve" | "cold", env: Record<string, string>, name: string, work: (d: Child, now: () => number) => Promise<[number, number][]>): Promise<ProfileSummary> {
+  async profiled(
+    kind: "serve" | "cold",
+    env: Record<string, string>,
+    name: string,
+    work: (d: Child, now: () => number) => Promise<[number, number][]>,
+  ): Promise<ProfileSummary> {
     const dir = path.join(this.tmp, `prof-${name}`);
     const d = await this.daemon(kind, env, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
     await until200(`${d.url}/healthz`, d, d.startedAt);

@@ -1,8 +1,14 @@
 import http from "node:http";
-import { DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators } from "../emulator/index.js";
+import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../emulator/index.js";
 
 /** The emulator endpoints a token request may reach: the five upstream hops. */
-export const HOPS = ["oci.metadata", "oci.federation", "oci.identityDomain.token", "google.sts.token", "google.iam.generateAccessToken"] as const;
+export const HOPS = [
+  "oci.metadata",
+  "oci.federation",
+  "oci.identityDomain.token",
+  "google.sts.token",
+  "google.iam.generateAccessToken",
+] as const;
 export type Calls = Record<(typeof HOPS)[number], number>;
 
 export class Emu {
@@ -19,7 +25,14 @@ export class Emu {
     server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
       const list = this.recording;
       if (!list || req.url?.startsWith("/_emulator/")) return;
-      const r: Recorded = { method: req.method ?? "GET", url: req.url ?? "/", headers: { ...req.headers }, body: [], start: performance.now(), end: 0 };
+      const r: Recorded = {
+        method: req.method ?? "GET",
+        url: req.url ?? "/",
+        headers: { ...req.headers },
+        body: [],
+        start: performance.now(),
+        end: 0,
+      };
       req.on("data", (c: Buffer) => r.body.push(c));
       res.on("finish", () => {
         r.end = performance.now();

@@ -15,7 +15,13 @@ export interface CannonResult {
 }
 
 /** `connections` keep-alive connections sending GET `url` for `seconds`, as fast as answers come. */
-export async function cannon(url: string, headers: Record<string, string>, connections: number, seconds: number, cpuMs?: () => number): Promise<CannonResult> {
+export async function cannon(
+  url: string,
+  headers: Record<string, string>,
+  connections: number,
+  seconds: number,
+  cpuMs?: () => number,
+): Promise<CannonResult> {
   const cpu0 = cpuMs?.() ?? NaN;
   const r = await autocannon({ url, headers, connections, duration: seconds });
   const cpu = (cpuMs?.() ?? NaN) - cpu0;
@@ -60,7 +66,14 @@ export async function herd(url: string, headers: Record<string, string>, n: numb
 /** The exact bytes of an HTTP/1.1 answer to one GET (connection closed by the server after it). */
 export function rawGet(url: string, headers: Record<string, string>): Promise<Buffer> {
   const u = new URL(url);
-  const lines = [`GET ${u.pathname}${u.search} HTTP/1.1`, `Host: ${u.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), "Connection: close", "", ""];
+  const lines = [
+    `GET ${u.pathname}${u.search} HTTP/1.1`,
+    `Host: ${u.host}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    "Connection: close",
+    "",
+    "",
+  ];
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const s = net.connect(Number(u.port), u.hostname, () => s.write(lines.join("\r\n")));

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -29,7 +29,8 @@ export function freePort(): Promise<number> {
 }
 
 /** Variables that would steer a child somewhere else than the bench's own servers. */
-const FOREIGN = /^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|GCP_|OCI_|OCI2GCP_|METADATA_SERVER_DETECTION$|https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|NODE_OPTIONS$)/;
+const FOREIGN =
+  /^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|GCP_|OCI_|OCI2GCP_|METADATA_SERVER_DETECTION$|https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|NODE_OPTIONS$)/;
 
 /** The parent's environment without any cloud or proxy settings, plus `extra`. */
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -112,7 +113,13 @@ export function get(url: string, headers: Record<string, string> = {}, timeoutMs
 }
 
 /** Polls `url` until it answers 200; returns ms since `since` (performance.now()). */
-export async function until200(url: string, child: Child | undefined, since: number, headers: Record<string, string> = {}, timeoutMs = 20_000): Promise<number> {
+export async function until200(
+  url: string,
+  child: Child | undefined,
+  since: number,
+  headers: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   let last = "";
   for (;;) {
@@ -141,7 +148,11 @@ export async function pool<T>(n: number, concurrency: number, task: (i: number) 
 }
 
 /** Runs a node script to completion; resolves with its exit code, wall time and the end of its output. */
-export function runNode(script: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<{ code: number | null; ms: number; output: string }> {
+export function runNode(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; ms: number; output: string }> {
   const started = performance.now();
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });

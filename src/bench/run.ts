@@ -6,11 +6,11 @@
 // bench markers), or prints them when --only picks some of the scenarios.
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { Bench } from "./bench.js";
 import { DAEMON_NODE_OPTIONS } from "../node-options.js";
+import { Bench } from "./bench.js";
 import { ROOT } from "./proc.js";
 import { f, machine, table, writeReport } from "./report.js";
-import { cold, herds, processes, profiles, startup, throughput, type Part } from "./scenarios.js";
+import { cold, herds, type Part, processes, profiles, startup, throughput } from "./scenarios.js";
 
 const { values: opt } = parseArgs({
   options: {
@@ -28,7 +28,12 @@ const { values: opt } = parseArgs({
     out: { type: "string", default: path.join(ROOT, "BENCHMARKS.md") },
   },
 });
-const o = { duration: Number(opt.duration), connections: Number(opt.connections), processes: Number(opt.processes), concurrency: opt.concurrency!.split(",").map(Number) };
+const o = {
+  duration: Number(opt.duration),
+  connections: Number(opt.connections),
+  processes: Number(opt.processes),
+  concurrency: opt.concurrency!.split(",").map(Number),
+};
 const only = opt.only?.split(",");
 const wanted = (s: string) => !only || only.includes(s);
 

@@ -3,10 +3,23 @@ import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../emulator/index.js";
-import { FLAVOR, HOPS_HEAD, LATENCY, SHORT_ENV, SHORT_S, TOKEN_PATH, callsText, hopCalls, mean, progress, sum, type Bench } from "./bench.js";
-import { HOPS, type Calls } from "./emu.js";
-import { cannon, headerLines, herd, rawGet, type CannonResult, type HerdResult } from "./load.js";
-import { BENCH_DIR, cleanEnv, get, median, pool, runNode, sleep, until200, type Child } from "./proc.js";
+import {
+  type Bench,
+  callsText,
+  FLAVOR,
+  HOPS_HEAD,
+  hopCalls,
+  LATENCY,
+  mean,
+  progress,
+  SHORT_ENV,
+  SHORT_S,
+  sum,
+  TOKEN_PATH,
+} from "./bench.js";
+import { type Calls, HOPS } from "./emu.js";
+import { type CannonResult, cannon, type HerdResult, headerLines, herd, rawGet } from "./load.js";
+import { BENCH_DIR, type Child, cleanEnv, get, median, pool, runNode, sleep, until200 } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import { f, ratio, table, verdict } from "./report.js";
 
@@ -79,20 +92,48 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
     if (who === "node:http") peak.base = Math.max(peak.base, base.memMiB());
     if (who !== "daemon" && who !== "node:http") peak.plain = Math.max(peak.plain, plain.memMiB());
   }
-  const fp = { idle, idleAnon, load: peak.daemon, loadAnon: peak.daemonAnon, file: d.memMiB("RssFile"), peak: d.memMiB("VmHWM"), bareIdle, bareLoad: peak.base, bareFile: base.memMiB("RssFile") };
+  const fp = {
+    idle,
+    idleAnon,
+    load: peak.daemon,
+    loadAnon: peak.daemonAnon,
+    file: d.memMiB("RssFile"),
+    peak: d.memMiB("VmHWM"),
+    bareIdle,
+    bareLoad: peak.base,
+    bareFile: base.memMiB("RssFile"),
+  };
   await d.stop();
   await base.stop();
   await plain.stop();
 
   const of = (who: Who) => runs.filter((x) => x.who === who).map((x) => x.r);
-  const stats = (who: Who) => ({ rps: mean(of(who).map((r) => r.rps)), p99: mean(of(who).map((r) => r.p99)), cpu: mean(of(who).map((r) => r.cpuPer1k)) });
+  const stats = (who: Who) => ({
+    rps: mean(of(who).map((r) => r.rps)),
+    p99: mean(of(who).map((r) => r.p99)),
+    cpu: mean(of(who).map((r) => r.cpuPer1k)),
+  });
   const [A, B, C] = [stats("daemon"), stats("node:http"), stats("node:http, node's defaults")];
   const bad = sum(runs.map((x) => x.r.bad));
   const flags = b.nodeArgs.join(" ") || "none";
   summary.push(
-    ["1", "cached token throughput ≥ 0.8 × node:http", `${f(A.rps, 0)} req/s`, `${f(B.rps, 0)} req/s`, ratio(A.rps, B.rps), verdict(A.rps >= 0.8 * B.rps)],
+    [
+      "1",
+      "cached token throughput ≥ 0.8 × node:http",
+      `${f(A.rps, 0)} req/s`,
+      `${f(B.rps, 0)} req/s`,
+      ratio(A.rps, B.rps),
+      verdict(A.rps >= 0.8 * B.rps),
+    ],
     ["1", "p99 latency ≤ 1.5 × node:http", `${f(A.p99, 1)} ms`, `${f(B.p99, 1)} ms`, ratio(A.p99, B.p99), verdict(A.p99 <= 1.5 * B.p99)],
-    ["5", "RSS under load < 100 MB", `${f(MB(fp.load))} MB (idle ${f(MB(fp.idle))} MB)`, `node:http: ${f(MB(fp.bareLoad))} MB (idle ${f(MB(fp.bareIdle))} MB)`, ratio(fp.load, fp.bareLoad), verdict(MB(fp.load) < 100)],
+    [
+      "5",
+      "RSS under load < 100 MB",
+      `${f(MB(fp.load))} MB (idle ${f(MB(fp.idle))} MB)`,
+      `node:http: ${f(MB(fp.bareLoad))} MB (idle ${f(MB(fp.bareIdle))} MB)`,
+      ratio(fp.load, fp.bareLoad),
+      verdict(MB(fp.load) < 100),
+    ],
   );
   lines.push(
     "## 1. Cached token throughput",
@@ -177,7 +218,7 @@ export async function profiles(b: Bench, o: Options): Promise<Part> {
   return { summary, lines };
 }
 
-export async function cold(b: Bench, o: Options): Promise<Part> {
+export async function cold(b: Bench, _o: Options): Promise<Part> {
   const summary: string[][] = [];
   const lines: string[] = [];
   progress(`cold path: ${COLD_REPS} fresh daemons per latency, first request and full renewal`);
@@ -210,7 +251,16 @@ export async function cold(b: Bench, o: Options): Promise<Part> {
         own[kind].push(t.ms - t.direct);
         direct[kind].push(t.direct);
         ratios[kind].push(t.ms / t.direct);
-        rows.push([what, latency, f(t.ms), f(t.direct), f(t.ms - t.direct), ratio(t.ms, t.direct), callsText(t.calls), hopCalls(t.calls) * latency]);
+        rows.push([
+          what,
+          latency,
+          f(t.ms),
+          f(t.direct),
+          f(t.ms - t.direct),
+          ratio(t.ms, t.direct),
+          callsText(t.calls),
+          hopCalls(t.calls) * latency,
+        ]);
       }
     }
   }
@@ -218,10 +268,25 @@ export async function cold(b: Bench, o: Options): Promise<Part> {
   b.emu.setTokens();
   const renew = median(own.renewal);
   const fresh = median(own.fresh);
-  const baseline = (k: "fresh" | "renewal") => `the same upstream calls sent directly: ${f(median(direct[k]))} ms (median over 0 and ${LATENCY} ms latency)`;
+  const baseline = (k: "fresh" | "renewal") =>
+    `the same upstream calls sent directly: ${f(median(direct[k]))} ms (median over 0 and ${LATENCY} ms latency)`;
   summary.push(
-    ["2", "cold path: daemon's own time < 20 ms (all hops, running daemon)", `${f(renew)} ms`, baseline("renewal"), `${f(median(ratios.renewal), 2)}× total / direct`, verdict(renew < 20)],
-    ["2", `cold path, first request of a new process (includes an RSA-2048 key generation: ${f(median(keygen), 0)} ms alone)`, `${f(fresh)} ms`, baseline("fresh"), `${f(median(ratios.fresh), 2)}× total / direct`, verdict(fresh < 20)],
+    [
+      "2",
+      "cold path: daemon's own time < 20 ms (all hops, running daemon)",
+      `${f(renew)} ms`,
+      baseline("renewal"),
+      `${f(median(ratios.renewal), 2)}× total / direct`,
+      verdict(renew < 20),
+    ],
+    [
+      "2",
+      `cold path, first request of a new process (includes an RSA-2048 key generation: ${f(median(keygen), 0)} ms alone)`,
+      `${f(fresh)} ms`,
+      baseline("fresh"),
+      `${f(median(ratios.fresh), 2)}× total / direct`,
+      verdict(fresh < 20),
+    ],
   );
   lines.push(
     "## 2. Cold path",
@@ -233,7 +298,19 @@ export async function cold(b: Bench, o: Options): Promise<Part> {
       `"First request of a new daemon": the daemon process has just started (warm: false) and has never obtained anything, so the request also probes the metadata service, builds oci-common's provider, generates the instance principal's first RSA-2048 session key pair (${f(median(keygen), 0)} ms median on this machine, measured alone) and loads code on first use. ` +
       `"All five hops renewed": the same daemon once every token it holds (${SHORT_S} s lifetimes) has expired; the session key was generated ahead of time.`,
     "",
-    ...table(["request", "latency per call ms", "total ms", "direct upstream ms (baseline)", "daemon's own ms", "total / baseline", HOPS_HEAD, "injected latency ms"], rows),
+    ...table(
+      [
+        "request",
+        "latency per call ms",
+        "total ms",
+        "direct upstream ms (baseline)",
+        "daemon's own ms",
+        "total / baseline",
+        HOPS_HEAD,
+        "injected latency ms",
+      ],
+      rows,
+    ),
     "",
     `Median daemon's own time: **${f(renew)} ms** for a full renewal in a running daemon, **${f(fresh)} ms** for the first request of a new process.`,
     "",
@@ -241,7 +318,7 @@ export async function cold(b: Bench, o: Options): Promise<Part> {
   return { summary, lines };
 }
 
-export async function herds(b: Bench, o: Options): Promise<Part> {
+export async function herds(b: Bench, _o: Options): Promise<Part> {
   const summary: string[][] = [];
   const lines: string[] = [];
   progress(`herd: ${HERD_SIZE} concurrent requests on a cold daemon and at renewal, ${LATENCY} ms per upstream call`);
@@ -278,7 +355,14 @@ export async function herds(b: Bench, o: Options): Promise<Part> {
     f(h.maxMs, 0),
   ]);
   const ok = results.every(({ h, calls }, i) => h.ok === HERD_SIZE && HOPS.every((k) => calls[k] === single[i]![k]));
-  summary.push(["3", `herd of ${HERD_SIZE}: one upstream call per hop, every client 200`, results.map((r) => callsText(r.calls)).join("; "), results.map((_, i) => callsText(single[i]!)).join("; "), ratio(sum(results.map((r) => hopCalls(r.calls))), sum(single.map(hopCalls))), verdict(ok)]);
+  summary.push([
+    "3",
+    `herd of ${HERD_SIZE}: one upstream call per hop, every client 200`,
+    results.map((r) => callsText(r.calls)).join("; "),
+    results.map((_, i) => callsText(single[i]!)).join("; "),
+    ratio(sum(results.map((r) => hopCalls(r.calls))), sum(single.map(hopCalls))),
+    verdict(ok),
+  ]);
   lines.push(
     "## 3. Herd",
     "",
@@ -295,7 +379,9 @@ export async function herds(b: Bench, o: Options): Promise<Part> {
 export async function processes(b: Bench, o: Options): Promise<Part> {
   const summary: string[][] = [];
   const lines: string[] = [];
-  progress(`processes: ${o.processes} short-lived node processes of each kind, ${o.concurrency.join(" and then ")} at a time, ${LATENCY} ms per upstream call`);
+  progress(
+    `processes: ${o.processes} short-lived node processes of each kind, ${o.concurrency.join(" and then ")} at a time, ${LATENCY} ms per upstream call`,
+  );
   b.emu.setLatency(LATENCY);
   b.emu.setTokens();
   const home = fs.mkdtempSync(path.join(b.tmp, "home-"));
@@ -321,7 +407,10 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
     },
     // GOOGLE_CLOUD_PROJECT as the demo sets it: without it google-auth-library looks for a
     // project id by running `gcloud config config-helper`, seconds of Python where gcloud is installed.
-    via: { script: "client-daemon.js", env: clientEnv({ GCE_METADATA_HOST: host, GCE_METADATA_IP: host, GOOGLE_CLOUD_PROJECT: DEMO_PROJECT_ID }) },
+    via: {
+      script: "client-daemon.js",
+      env: clientEnv({ GCE_METADATA_HOST: host, GCE_METADATA_IP: host, GOOGLE_CLOUD_PROJECT: DEMO_PROJECT_ID }),
+    },
     floor: { script: "client-load.js", env: clientEnv({}) },
   };
   type Kind = keyof typeof kinds;
@@ -330,10 +419,9 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
   const notes: string[] = [];
   const viaCallsAll = zero();
   for (const concurrency of o.concurrency) {
-    const acc = Object.fromEntries(Object.keys(kinds).map((k) => [k, { wall: 0, ms: [] as number[], cpu: [] as number[], failed: 0, calls: zero() }])) as Record<
-      Kind,
-      { wall: number; ms: number[]; cpu: number[]; failed: number; calls: Calls }
-    >;
+    const acc = Object.fromEntries(
+      Object.keys(kinds).map((k) => [k, { wall: 0, ms: [] as number[], cpu: [] as number[], failed: 0, calls: zero() }]),
+    ) as Record<Kind, { wall: number; ms: number[]; cpu: number[]; failed: number; calls: Calls }>;
     // The three kinds take turns, a batch of each per round, so that the neighbours' load weighs on all alike.
     const perRound = Math.ceil(o.processes / ROUNDS);
     for (let r = 0; r < ROUNDS; r++) {
@@ -352,7 +440,13 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
         for (const h of HOPS) a.calls[h] += c[h];
       }
     }
-    const result = (k: Kind) => ({ wall: acc[k].wall, each: median(acc[k].ms), cpu: median(acc[k].cpu), failed: acc[k].failed, calls: acc[k].calls });
+    const result = (k: Kind) => ({
+      wall: acc[k].wall,
+      each: median(acc[k].ms),
+      cpu: median(acc[k].cpu),
+      failed: acc[k].failed,
+      calls: acc[k].calls,
+    });
     const direct = result("direct");
     const via = result("via");
     const floor = result("floor");
@@ -367,9 +461,30 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
       verdict(direct.wall >= 5 * via.wall && !via.failed && !direct.failed),
     ]);
     rows.push(
-      [`(a) each process does the exchange, ${at}`, f(direct.wall / 1000, 2), f(direct.each, 0), f(direct.cpu, 0), String(direct.failed), callsText(direct.calls)],
-      [`(b) each process asks the daemon, ${at}`, f(via.wall / 1000, 2), f(via.each, 0), f(via.cpu, 0), String(via.failed), callsText(via.calls)],
-      [`(c) node + load google-auth-library only, ${at}`, f(floor.wall / 1000, 2), f(floor.each, 0), f(floor.cpu, 0), String(floor.failed), "–"],
+      [
+        `(a) each process does the exchange, ${at}`,
+        f(direct.wall / 1000, 2),
+        f(direct.each, 0),
+        f(direct.cpu, 0),
+        String(direct.failed),
+        callsText(direct.calls),
+      ],
+      [
+        `(b) each process asks the daemon, ${at}`,
+        f(via.wall / 1000, 2),
+        f(via.each, 0),
+        f(via.cpu, 0),
+        String(via.failed),
+        callsText(via.calls),
+      ],
+      [
+        `(c) node + load google-auth-library only, ${at}`,
+        f(floor.wall / 1000, 2),
+        f(floor.each, 0),
+        f(floor.cpu, 0),
+        String(floor.failed),
+        "–",
+      ],
     );
     notes.push(
       `${at[0]!.toUpperCase()}${at.slice(1)}: (b) is **${ratio(direct.wall, via.wall)} faster** than (a) end to end; (b) takes ${ratio(via.wall, floor.wall)} the time of (c). ` +
@@ -434,7 +549,14 @@ export async function startup(b: Bench): Promise<Part> {
     ready.push(dr);
   }
   const r = median(ready);
-  summary.push(["5", "start to ready (first token) < 1 s", `${f(r, 0)} ms`, `node:http listening: ${f(median(bareListen), 0)} ms`, ratio(r, median(bareListen)), verdict(r < 1000)]);
+  summary.push([
+    "5",
+    "start to ready (first token) < 1 s",
+    `${f(r, 0)} ms`,
+    `node:http listening: ${f(median(bareListen), 0)} ms`,
+    ratio(r, median(bareListen)),
+    verdict(r < 1000),
+  ]);
   lines.push(
     "## 5. Footprint and start-up",
     "",
@@ -453,4 +575,3 @@ export async function startup(b: Bench): Promise<Part> {
   );
   return { summary, lines };
 }
-

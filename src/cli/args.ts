@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { SETTINGS } from "../config/settings.js";
 
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -16,7 +16,12 @@ export function settingFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
 
 /** Parses argv; unknown options are an error that names them. */
 export function parse(argv: string[], options: NonNullable<ParseArgsConfig["options"]>): { values: Flags; positionals: string[] } {
-  const { values, positionals } = parseArgs({ args: argv, options: { help: { type: "boolean", short: "h" }, ...options }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { help: { type: "boolean", short: "h" }, ...options },
+    allowPositionals: true,
+    strict: true,
+  });
   return { values: values as Flags, positionals };
 }
 

@@ -1,5 +1,5 @@
 import fs from "node:fs";
-import { configReference, replaceReferenceBlock, REFERENCE_END, REFERENCE_START } from "../config/reference.js";
+import { configReference, REFERENCE_END, REFERENCE_START, replaceReferenceBlock } from "../config/reference.js";
 import { parse } from "./args.js";
 
 export const CONFIG_REFERENCE_HELP = `Usage: oci2gcp config-reference [--update FILE]

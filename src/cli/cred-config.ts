@@ -68,7 +68,9 @@ export async function credConfig(argv: string[]): Promise<number> {
   const config = configFromArgs(values);
   if (!config) return 2;
   if (source === "executable" && /\s/.test(launcherPath())) {
-    process.stderr.write(`oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; install oci2gcp under a path without spaces\n`);
+    process.stderr.write(
+      `oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; install oci2gcp under a path without spaces\n`,
+    );
     return 2;
   }
   const text = `${JSON.stringify(credentialFile(config, source, daemonUrl(config)), null, 2)}\n`;

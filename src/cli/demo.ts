@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadConfig } from "../config/config.js";
-import { routeConsoleToLogger, startDaemon } from "../daemon.js";
-import { daemonSettingsFor, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators } from "../emulator/index.js";
+import { type Config, loadConfig } from "../config/config.js";
+import { type Daemon, routeConsoleToLogger, startDaemon } from "../daemon.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, daemonSettingsFor, startEmulators } from "../emulator/index.js";
 import { createLogger } from "../log.js";
 import { SUBJECT_TOKEN_PATH } from "../server/subject-token.js";
 import { parse } from "./args.js";
@@ -40,7 +40,7 @@ export async function demo(argv: string[]): Promise<number> {
     "server.port": port,
   };
   if (typeof values["log-level"] === "string") overrides["log.level"] = values["log-level"];
-  let config;
+  let config: Config;
   try {
     // The demo's own settings win; the environment may still set the log level.
     config = loadConfig({ env: { OCI2GCP_LOG_LEVEL: process.env.OCI2GCP_LOG_LEVEL }, overrides });
@@ -51,7 +51,7 @@ export async function demo(argv: string[]): Promise<number> {
   }
   const log = createLogger(config.log.level);
   routeConsoleToLogger(log);
-  let daemon;
+  let daemon: Daemon;
   try {
     daemon = await startDaemon(config, { logger: log });
   } catch (e) {

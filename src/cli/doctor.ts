@@ -1,13 +1,15 @@
-import { runDoctor, renderReport } from "../doctor/doctor.js";
-import { createLogger } from "../log.js";
 import { routeConsoleToLogger } from "../daemon.js";
+import { renderReport, runDoctor } from "../doctor/doctor.js";
+import { createLogger } from "../log.js";
 import { parse, settingFlagOptions } from "./args.js";
 import { configFromArgs } from "./serve.js";
 
 export async function doctor(argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...settingFlagOptions(), json: { type: "boolean" } });
   if (values.help) {
-    process.stdout.write("Usage: oci2gcp doctor [--config FILE] [--json] [options]\n\nChecks every hop of the chain with the configured settings and says what is wrong and how to fix it.\n");
+    process.stdout.write(
+      "Usage: oci2gcp doctor [--config FILE] [--json] [options]\n\nChecks every hop of the chain with the configured settings and says what is wrong and how to fix it.\n",
+    );
     return 0;
   }
   const config = configFromArgs(values);

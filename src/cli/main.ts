@@ -1,13 +1,34 @@
 import { SETTINGS } from "../config/settings.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
-  serve: { summary: "run the daemon: subject-token endpoint and GCE-compatible metadata API on loopback", run: async (a) => (await import("./serve.js")).serve(a) },
-  "subject-token": { summary: "print the domain JWT as a Google executable-source response (for credential_source.executable)", run: async (a) => (await import("./subject-token.js")).subjectToken(a) },
-  "cred-config": { summary: "write a Google external-account credential file aimed at this daemon", run: async (a) => (await import("./cred-config.js")).credConfig(a) },
-  doctor: { summary: "check every hop of the chain and say what is wrong and how to fix it", run: async (a) => (await import("./doctor.js")).doctor(a) },
-  status: { summary: "show what the running daemon has cached: kinds, scopes or audiences, time left", run: async (a) => (await import("./status.js")).status(a) },
-  demo: { summary: "run the daemon against built-in emulated OCI and Google clouds", run: async (a) => (await import("./demo.js")).demo(a) },
-  "config-reference": { summary: "print every setting as a Markdown table (--update FILE rewrites the README's copy)", run: async (a) => (await import("./config-reference.js")).configReferenceCommand(a) },
+  serve: {
+    summary: "run the daemon: subject-token endpoint and GCE-compatible metadata API on loopback",
+    run: async (a) => (await import("./serve.js")).serve(a),
+  },
+  "subject-token": {
+    summary: "print the domain JWT as a Google executable-source response (for credential_source.executable)",
+    run: async (a) => (await import("./subject-token.js")).subjectToken(a),
+  },
+  "cred-config": {
+    summary: "write a Google external-account credential file aimed at this daemon",
+    run: async (a) => (await import("./cred-config.js")).credConfig(a),
+  },
+  doctor: {
+    summary: "check every hop of the chain and say what is wrong and how to fix it",
+    run: async (a) => (await import("./doctor.js")).doctor(a),
+  },
+  status: {
+    summary: "show what the running daemon has cached: kinds, scopes or audiences, time left",
+    run: async (a) => (await import("./status.js")).status(a),
+  },
+  demo: {
+    summary: "run the daemon against built-in emulated OCI and Google clouds",
+    run: async (a) => (await import("./demo.js")).demo(a),
+  },
+  "config-reference": {
+    summary: "print every setting as a Markdown table (--update FILE rewrites the README's copy)",
+    run: async (a) => (await import("./config-reference.js")).configReferenceCommand(a),
+  },
 };
 
 export function usage(): string {

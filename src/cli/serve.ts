@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Config } from "../config/config.js";
+import { type Config, ConfigError, loadConfig } from "../config/config.js";
 import type { Daemon } from "../daemon.js";
 import { createLogger, type Logger } from "../log.js";
 import { parse, settingFlagOptions, settingFlags } from "./args.js";

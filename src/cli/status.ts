@@ -13,7 +13,14 @@ interface CacheRow {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function human(s: number | null): string {
@@ -40,7 +47,9 @@ export async function status(argv: string[]): Promise<number> {
     }
     body = (await res.json()) as typeof body;
   } catch (e) {
-    process.stderr.write(`oci2gcp: cannot reach the daemon at ${url} (${(e as Error).message}); is 'oci2gcp serve' running? Use --url or $OCI2GCP_URL\n`);
+    process.stderr.write(
+      `oci2gcp: cannot reach the daemon at ${url} (${(e as Error).message}); is 'oci2gcp serve' running? Use --url or $OCI2GCP_URL\n`,
+    );
     return 1;
   }
   if (values.json) {
@@ -58,6 +67,8 @@ export async function status(argv: string[]): Promise<number> {
       c.refreshing ? "refreshing" : c.lastError ? `error: ${c.lastError.slice(0, 80)}` : "ok",
     ]);
   }
-  process.stdout.write(`daemon ${url}, up since ${body.startedAt}; accounts: ${body.accounts.join(", ") || "(none: federated token)"}\n\n${table(rows)}\n`);
+  process.stdout.write(
+    `daemon ${url}, up since ${body.startedAt}; accounts: ${body.accounts.join(", ") || "(none: federated token)"}\n\n${table(rows)}\n`,
+  );
   return 0;
 }

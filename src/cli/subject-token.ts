@@ -23,7 +23,13 @@ function cached(file: string | undefined): ExecutableResponse | undefined {
   if (!file) return undefined;
   try {
     const r = JSON.parse(fs.readFileSync(file, "utf8")) as ExecutableResponse;
-    if (r.version === 1 && r.success && typeof r.id_token === "string" && typeof r.expiration_time === "number" && r.expiration_time - 60 > Date.now() / 1000) {
+    if (
+      r.version === 1 &&
+      r.success &&
+      typeof r.id_token === "string" &&
+      typeof r.expiration_time === "number" &&
+      r.expiration_time - 60 > Date.now() / 1000
+    ) {
       return r;
     }
   } catch {
@@ -41,7 +47,10 @@ async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> 
     });
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
-    return failure("DAEMON_UNREACHABLE", `oci2gcp daemon at ${url} did not answer (${err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message)}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`);
+    return failure(
+      "DAEMON_UNREACHABLE",
+      `oci2gcp daemon at ${url} did not answer (${err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message)}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`,
+    );
   }
   const text = await res.text();
   let body: ExecutableResponse | undefined;
@@ -58,7 +67,10 @@ async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> 
   }
   // Whatever answered may have put a token in its body (an older daemon, a proxy): never repeat one.
   const { scrub } = await import("../log.js");
-  return failure("BAD_DAEMON_RESPONSE", `the daemon at ${url} answered HTTP ${res.status} without an executable response: ${scrub(text.slice(0, 200).replace(/\s+/g, " "))}`);
+  return failure(
+    "BAD_DAEMON_RESPONSE",
+    `the daemon at ${url} answered HTTP ${res.status} without an executable response: ${scrub(text.slice(0, 200).replace(/\s+/g, " "))}`,
+  );
 }
 
 /**

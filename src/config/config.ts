@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { SETTINGS, type PrincipalKind, type Setting } from "./settings.js";
+import { type PrincipalKind, SETTINGS, type Setting } from "./settings.js";
 
 export interface Config {
   oci: {
@@ -132,7 +132,9 @@ export function readConfigFile(file: string): Raw {
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw new ConfigError([`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; check the path given with --config or $OCI2GCP_CONFIG`]);
+    throw new ConfigError([
+      `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; check the path given with --config or $OCI2GCP_CONFIG`,
+    ]);
   }
   try {
     const parsed = JSON.parse(text);
@@ -209,7 +211,9 @@ function checkUpstreamUrl(name: string, envName: string, value: string, problems
   }
   const plainOk = isLoopbackHost(u.hostname) || (allowLinkLocal && u.hostname === "169.254.169.254");
   if (u.protocol !== "https:" && !(u.protocol === "http:" && plainOk)) {
-    problems.push(`${name} ($${envName}) must use https (plain http is accepted only for loopback addresses${allowLinkLocal ? " and 169.254.169.254" : ""}), got ${u.protocol}//${u.host}`);
+    problems.push(
+      `${name} ($${envName}) must use https (plain http is accepted only for loopback addresses${allowLinkLocal ? " and 169.254.169.254" : ""}), got ${u.protocol}//${u.host}`,
+    );
     return undefined;
   }
   if (u.username || u.password) {
@@ -222,7 +226,9 @@ function checkUpstreamUrl(name: string, envName: string, value: string, problems
 function validate(c: Config, problems: string[]): Config {
   // Identity domain: a URL or a bare host name.
   if (!c.identityDomain?.url) {
-    problems.push("identityDomain.url is not set: give the IAM identity domain URL with $OCI_IAM_DOMAIN_URL, --domain-url or \"identityDomain.url\" (e.g. https://idcs-0123456789abcdef.identity.oraclecloud.com)");
+    problems.push(
+      'identityDomain.url is not set: give the IAM identity domain URL with $OCI_IAM_DOMAIN_URL, --domain-url or "identityDomain.url" (e.g. https://idcs-0123456789abcdef.identity.oraclecloud.com)',
+    );
   } else {
     const raw = /^[a-z][a-z0-9+.-]*:\/\//i.test(c.identityDomain.url) ? c.identityDomain.url : `https://${c.identityDomain.url}`;
     const u = checkUpstreamUrl("identityDomain.url", "OCI_IAM_DOMAIN_URL", raw, problems);
@@ -236,7 +242,9 @@ function validate(c: Config, problems: string[]): Config {
       const url = new URL(u);
       const m = IMPERSONATION_RE.exec(url.pathname);
       if (!m) {
-        problems.push(`google.impersonationUrl ($GCP_IMPERSONATION_URL) does not look like https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken (got path ${url.pathname})`);
+        problems.push(
+          `google.impersonationUrl ($GCP_IMPERSONATION_URL) does not look like https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken (got path ${url.pathname})`,
+        );
       } else {
         const email = decodeURIComponent(m[1]!);
         c.google.serviceAccounts = [email, ...c.google.serviceAccounts.filter((s) => s !== email)];
@@ -245,7 +253,8 @@ function validate(c: Config, problems: string[]): Config {
     }
   }
   for (const sa of c.google.serviceAccounts) {
-    if (!EMAIL_RE.test(sa)) problems.push(`google.serviceAccounts: ${JSON.stringify(sa)} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)`);
+    if (!EMAIL_RE.test(sa))
+      problems.push(`google.serviceAccounts: ${JSON.stringify(sa)} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)`);
   }
   if (new Set(c.google.serviceAccounts).size !== c.google.serviceAccounts.length) {
     problems.push("google.serviceAccounts lists the same account twice");
@@ -253,14 +262,20 @@ function validate(c: Config, problems: string[]): Config {
 
   // Audience of the workload identity pool provider.
   if (!c.google.audience) {
-    problems.push("google.audience is not set: give the workload identity pool provider with $GCP_AUDIENCE, --audience or \"google.audience\" (//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER)");
+    problems.push(
+      'google.audience is not set: give the workload identity pool provider with $GCP_AUDIENCE, --audience or "google.audience" (//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER)',
+    );
   } else {
     const a = c.google.audience.replace(/^https:/, "");
     const m = AUDIENCE_RE.exec(a);
     if (!m) {
-      problems.push(`google.audience ($GCP_AUDIENCE) is not a workload identity pool provider: expected //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER, got ${JSON.stringify(c.google.audience)}`);
+      problems.push(
+        `google.audience ($GCP_AUDIENCE) is not a workload identity pool provider: expected //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER, got ${JSON.stringify(c.google.audience)}`,
+      );
     } else if (!/^\d+$/.test(m[2]!)) {
-      problems.push(`google.audience ($GCP_AUDIENCE): the project segment ${JSON.stringify(m[2])} is not a number; Google wants the project NUMBER there, not the project id (find it with: gcloud projects describe ${m[2]} --format='value(projectNumber)')`);
+      problems.push(
+        `google.audience ($GCP_AUDIENCE): the project segment ${JSON.stringify(m[2])} is not a number; Google wants the project NUMBER there, not the project id (find it with: gcloud projects describe ${m[2]} --format='value(projectNumber)')`,
+      );
     } else {
       c.google.audience = a;
       c.google.projectNumber ??= m[2]!;
@@ -275,7 +290,9 @@ function validate(c: Config, problems: string[]): Config {
   if (iam) c.google.iamCredentialsUrl = iam.replace(/\/+$/, "");
   if (c.google.scopes.length === 0) problems.push("google.scopes ($OCI2GCP_SCOPES) must list at least one scope");
   if (c.google.tokenLifetimeSeconds < 600 || c.google.tokenLifetimeSeconds > 43200) {
-    problems.push(`google.tokenLifetimeSeconds ($OCI2GCP_TOKEN_LIFETIME_SECONDS) must be between 600 and 43200, got ${c.google.tokenLifetimeSeconds}`);
+    problems.push(
+      `google.tokenLifetimeSeconds ($OCI2GCP_TOKEN_LIFETIME_SECONDS) must be between 600 and 43200, got ${c.google.tokenLifetimeSeconds}`,
+    );
   }
 
   // OCI side.
@@ -291,15 +308,29 @@ function validate(c: Config, problems: string[]): Config {
   c.oci.resourcePrincipal ??= {};
   if (c.oci.principal === "resource") {
     const rp = c.oci.resourcePrincipal;
-    if (!rp.rpst) problems.push("oci.principal is resource but no resource principal token is set: $OCI_RESOURCE_PRINCIPAL_RPST (OCI Functions sets it) or \"oci.resourcePrincipal.rpst\"");
-    if (!rp.privateKey) problems.push("oci.principal is resource but no private key is set: $OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM or \"oci.resourcePrincipal.privateKey\"");
-    if (!rp.region) problems.push("oci.principal is resource but no region is set: $OCI_RESOURCE_PRINCIPAL_REGION or \"oci.resourcePrincipal.region\"");
-    for (const [k, v] of [["rpst", rp.rpst], ["privateKey", rp.privateKey], ["passphrase", rp.passphrase]] as const) {
+    if (!rp.rpst)
+      problems.push(
+        'oci.principal is resource but no resource principal token is set: $OCI_RESOURCE_PRINCIPAL_RPST (OCI Functions sets it) or "oci.resourcePrincipal.rpst"',
+      );
+    if (!rp.privateKey)
+      problems.push(
+        'oci.principal is resource but no private key is set: $OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM or "oci.resourcePrincipal.privateKey"',
+      );
+    if (!rp.region)
+      problems.push('oci.principal is resource but no region is set: $OCI_RESOURCE_PRINCIPAL_REGION or "oci.resourcePrincipal.region"');
+    for (const [k, v] of [
+      ["rpst", rp.rpst],
+      ["privateKey", rp.privateKey],
+      ["passphrase", rp.passphrase],
+    ] as const) {
       if (v && path.isAbsolute(v)) checkReadable(`oci.resourcePrincipal.${k}`, v, problems);
     }
   }
   if (c.oci.principal === "oke-workload") {
-    if (!c.oci.oke.serviceHost) problems.push("oci.principal is oke-workload but $KUBERNETES_SERVICE_HOST is not set: run inside an OKE pod, or set \"oci.oke.serviceHost\"");
+    if (!c.oci.oke.serviceHost)
+      problems.push(
+        'oci.principal is oke-workload but $KUBERNETES_SERVICE_HOST is not set: run inside an OKE pod, or set "oci.oke.serviceHost"',
+      );
     checkReadable("oci.oke.caCertPath", c.oci.oke.caCertPath, problems);
     checkReadable("oci.oke.tokenPath", c.oci.oke.tokenPath, problems);
   }
@@ -307,7 +338,9 @@ function validate(c: Config, problems: string[]): Config {
     if (checkReadable("oci.configFile", c.oci.configFile, problems)) {
       const profile = readOciProfile(c.oci.configFile, c.oci.profile);
       if (!profile) {
-        problems.push(`oci.profile: there is no [${c.oci.profile}] profile in ${c.oci.configFile}; set $OCI_CLI_PROFILE or "oci.profile" to one of its profiles`);
+        problems.push(
+          `oci.profile: there is no [${c.oci.profile}] profile in ${c.oci.configFile}; set $OCI_CLI_PROFILE or "oci.profile" to one of its profiles`,
+        );
       } else {
         for (const k of c.oci.principal === "session" ? ["key_file", "security_token_file"] : ["key_file"]) {
           const v = profile[k];
@@ -320,13 +353,18 @@ function validate(c: Config, problems: string[]): Config {
 
   // Server.
   if (!isLoopbackHost(c.server.host) && !c.server.allowNonLoopback) {
-    problems.push(`server.host is ${c.server.host}, which is not a loopback address: every process that can reach it gets Google tokens. Keep 127.0.0.1, or confirm with --allow-non-loopback / $OCI2GCP_ALLOW_NON_LOOPBACK=true`);
+    problems.push(
+      `server.host is ${c.server.host}, which is not a loopback address: every process that can reach it gets Google tokens. Keep 127.0.0.1, or confirm with --allow-non-loopback / $OCI2GCP_ALLOW_NON_LOOPBACK=true`,
+    );
   }
   if (c.server.port > 65535) problems.push(`server.port must be at most 65535, got ${c.server.port}`);
-  if (!/^0?[0-7]{3}$/.test(c.server.socketMode)) problems.push(`server.socketMode must be an octal file mode such as 0660, got ${JSON.stringify(c.server.socketMode)}`);
+  if (!/^0?[0-7]{3}$/.test(c.server.socketMode))
+    problems.push(`server.socketMode must be an octal file mode such as 0660, got ${JSON.stringify(c.server.socketMode)}`);
   if (c.server.maxCachedVariants < 1) problems.push("server.maxCachedVariants must be at least 1");
   if (c.cache.minRemainingSeconds >= c.cache.renewBeforeSeconds) {
-    problems.push(`cache.minRemainingSeconds (${c.cache.minRemainingSeconds}) must be below cache.renewBeforeSeconds (${c.cache.renewBeforeSeconds}), or renewal would start after tokens stop being served`);
+    problems.push(
+      `cache.minRemainingSeconds (${c.cache.minRemainingSeconds}) must be below cache.renewBeforeSeconds (${c.cache.renewBeforeSeconds}), or renewal would start after tokens stop being served`,
+    );
   }
   if (c.cache.subjectMinRemainingSeconds >= c.cache.subjectRenewBeforeSeconds) {
     problems.push("cache.subjectMinRemainingSeconds must be below cache.subjectRenewBeforeSeconds");
@@ -337,7 +375,9 @@ function validate(c: Config, problems: string[]): Config {
     try {
       fs.accessSync(dir, fs.constants.W_OK);
     } catch {
-      problems.push(`tokenFile.path ($OCI2GCP_TOKEN_FILE): cannot write to the directory ${dir}; create it and give the daemon's user write access`);
+      problems.push(
+        `tokenFile.path ($OCI2GCP_TOKEN_FILE): cannot write to the directory ${dir}; create it and give the daemon's user write access`,
+      );
     }
   }
   if (c.tokenFile.refreshSeconds < 1) problems.push("tokenFile.refreshSeconds must be at least 1");
@@ -353,7 +393,9 @@ function checkReadable(name: string, file: string, problems: string[]): boolean 
     if (!fs.statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "not a regular file" });
     return true;
   } catch (e) {
-    problems.push(`${name}: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); check the path and that the daemon's user may read it`);
+    problems.push(
+      `${name}: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); check the path and that the daemon's user may read it`,
+    );
     return false;
   }
 }

@@ -53,14 +53,7 @@ export function configReference(): string {
     "| setting | environment | flag | type | default | description |",
     "|---|---|---|---|---|---|",
     ...SETTINGS.map((s) =>
-      [
-        code(s.path),
-        s.env.map(code).join(", "),
-        s.flag ? code(s.flag) : "",
-        typeOf(s),
-        defaultOf(s),
-        descriptionOf(s),
-      ]
+      [code(s.path), s.env.map(code).join(", "), s.flag ? code(s.flag) : "", typeOf(s), defaultOf(s), descriptionOf(s)]
         .map(cell)
         .join(" | "),
     ).map((r) => `| ${r} |`),

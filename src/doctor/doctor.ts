@@ -1,11 +1,11 @@
+import { CLOUD_PLATFORM } from "../chain.js";
 import type { Config } from "../config/config.js";
 import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource } from "../google/impersonation.js";
 import { StsTokenSource } from "../google/sts.js";
 import { transport } from "../google/transport.js";
-import { IdentityDomainTokenSource, type DomainToken } from "../oci/identity-domain.js";
+import { type DomainToken, IdentityDomainTokenSource } from "../oci/identity-domain.js";
 import { principalSource, type SigningIdentity } from "../oci/principal.js";
 import { HopError, type Token, type TokenSource } from "../token/token-source.js";
-import { CLOUD_PLATFORM } from "../chain.js";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skipped";
 
@@ -54,17 +54,35 @@ function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "
   switch (config.oci.principal) {
     case "instance":
       if (/metadata service/.test(m)) {
-        return { cause: "the OCI instance metadata service is not reachable", fix: "run on an OCI compute instance (or choose another oci.principal); check that nothing blocks 169.254.169.254" };
+        return {
+          cause: "the OCI instance metadata service is not reachable",
+          fix: "run on an OCI compute instance (or choose another oci.principal); check that nothing blocks 169.254.169.254",
+        };
       }
-      return { cause: "the OCI auth service refused to federate the instance certificate", fix: "check that the instance is in a dynamic group of the tenancy and that this machine's clock is right" };
+      return {
+        cause: "the OCI auth service refused to federate the instance certificate",
+        fix: "check that the instance is in a dynamic group of the tenancy and that this machine's clock is right",
+      };
     case "resource":
-      return { cause: "the resource principal material cannot be used", fix: "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; elsewhere set oci.resourcePrincipal.* to a current RPST and its key" };
+      return {
+        cause: "the resource principal material cannot be used",
+        fix: "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; elsewhere set oci.resourcePrincipal.* to a current RPST and its key",
+      };
     case "oke-workload":
-      return { cause: "OKE workload identity did not issue a token", fix: "run in an enhanced OKE cluster pod with a service account token mounted; check KUBERNETES_SERVICE_HOST and the proxymux port (12250)" };
+      return {
+        cause: "OKE workload identity did not issue a token",
+        fix: "run in an enhanced OKE cluster pod with a service account token mounted; check KUBERNETES_SERVICE_HOST and the proxymux port (12250)",
+      };
     case "session":
-      return { cause: "the session token profile cannot be used", fix: `refresh it: oci session refresh --profile ${config.oci.profile} (or oci session authenticate)` };
+      return {
+        cause: "the session token profile cannot be used",
+        fix: `refresh it: oci session refresh --profile ${config.oci.profile} (or oci session authenticate)`,
+      };
     default:
-      return { cause: "the API key profile cannot be used", fix: `check the ${config.oci.profile} profile in ${config.oci.configFile}: user, tenancy, fingerprint and key_file` };
+      return {
+        cause: "the API key profile cannot be used",
+        fix: `check the ${config.oci.profile} profile in ${config.oci.configFile}: user, tenancy, fingerprint and key_file`,
+      };
   }
 }
 
@@ -72,15 +90,32 @@ function domainDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix
   const err = e instanceof HopError ? e : undefined;
   const m = said(e);
   if (!err?.status) {
-    return { cause: `the identity domain at ${config.identityDomain.url} cannot be reached`, fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine" };
+    return {
+      cause: `the identity domain at ${config.identityDomain.url} cannot be reached`,
+      fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine",
+    };
   }
-  if (err.status === 404) return { cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain", fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)" };
-  if (/expired/i.test(m)) return { cause: "the OCI security token had expired when the identity domain checked it", fix: "check this machine's clock (NTP); renew the OCI session" };
+  if (err.status === 404)
+    return {
+      cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain",
+      fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)",
+    };
+  if (/expired/i.test(m))
+    return {
+      cause: "the OCI security token had expired when the identity domain checked it",
+      fix: "check this machine's clock (NTP); renew the OCI session",
+    };
   if (/signature|digest|invalid_client/i.test(m)) {
-    return { cause: "the identity domain refused the request signature", fix: "check that the principal's key matches its key id (API key uploaded for the user, current session token) and that this machine's clock is right" };
+    return {
+      cause: "the identity domain refused the request signature",
+      fix: "check that the principal's key matches its key id (API key uploaded for the user, current session token) and that this machine's clock is right",
+    };
   }
   if (/unauthorized_client|invalid_grant|unsupported_grant_type|not authorized|not allowed/i.test(m)) {
-    return { cause: "the identity domain does not allow this principal to exchange tokens", fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)" };
+    return {
+      cause: "the identity domain does not allow this principal to exchange tokens",
+      fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)",
+    };
   }
   if (err.status >= 500) return { cause: "the identity domain failed", fix: "try again later; check the OCI status page" };
   return { cause: "the identity domain rejected the token exchange", fix: "see what it said above" };
@@ -90,31 +125,54 @@ function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefine
   const m = said(e);
   const { number, pool, provider } = poolParts(config.google.audience);
   const prov = `gcloud iam workload-identity-pools providers update-oidc ${provider} --workload-identity-pool=${pool} --location=global --project=${number}`;
-  if (!(e instanceof HopError) || !e.status) return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
+  if (!(e instanceof HopError) || !e.status)
+    return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
   if (/invalid_target/.test(m) || /audience.*(invalid|should be)/i.test(m)) {
-    return { cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong", fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER" };
+    return {
+      cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong",
+      fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+    };
   }
   if (/issuer/i.test(m) && !/connecting/i.test(m)) {
-    return { cause: "the provider does not accept the token's issuer", fix: `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}` };
+    return {
+      cause: "the provider does not accept the token's issuer",
+      fix: `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
+    };
   }
   if (/audience/i.test(m)) {
     const aud = Array.isArray(claims?.aud) ? (claims!.aud as unknown[]).join(",") : String(claims?.aud);
-    return { cause: "the provider's allowed audiences do not include the token's aud", fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})` };
+    return {
+      cause: "the provider's allowed audiences do not include the token's aud",
+      fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})`,
+    };
   }
   if (/signature|connecting to the given credential's issuer|jwk|key/i.test(m)) {
-    return { cause: "the provider cannot verify the token's signature with the keys it has", fix: `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, then ${prov} --jwk-json-path=jwks.json` };
+    return {
+      cause: "the provider cannot verify the token's signature with the keys it has",
+      fix: `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, then ${prov} --jwk-json-path=jwks.json`,
+    };
   }
-  if (/stale|expired|issued at/i.test(m)) return { cause: "STS considers the token expired or issued in the future", fix: "check this machine's clock (NTP)" };
+  if (/stale|expired|issued at/i.test(m))
+    return { cause: "STS considers the token expired or issued in the future", fix: "check this machine's clock (NTP)" };
   if (/attribute condition/i.test(m) || /unauthorized_client/.test(m)) {
-    return { cause: "the provider's attribute condition rejected the token", fix: "compare the provider's attribute condition with the claims shown above" };
+    return {
+      cause: "the provider's attribute condition rejected the token",
+      fix: "compare the provider's attribute condition with the claims shown above",
+    };
   }
   return { cause: "STS rejected the exchange", fix: "see what it said above" };
 }
 
-function impersonationDiagnosis(config: Config, sa: string, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
+function impersonationDiagnosis(
+  config: Config,
+  sa: string,
+  claims: Record<string, unknown> | undefined,
+  e: unknown,
+): Pick<Check, "cause" | "fix"> {
   const m = said(e);
   const { number, pool } = poolParts(config.google.audience);
-  if (!(e instanceof HopError) || !e.status) return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
+  if (!(e instanceof HopError) || !e.status)
+    return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
   if (e.status === 403 || /PERMISSION_DENIED/.test(m)) {
     const member = `principal://iam.googleapis.com/projects/${number}/locations/global/workloadIdentityPools/${pool}/subject/${String(claims?.sub ?? "SUBJECT")}`;
     return {
@@ -122,8 +180,13 @@ function impersonationDiagnosis(config: Config, sa: string, claims: Record<strin
       fix: `gcloud iam service-accounts add-iam-policy-binding ${sa} --role=roles/iam.workloadIdentityUser --member=${member}`,
     };
   }
-  if (e.status === 404 || /NOT_FOUND/.test(m)) return { cause: `the service account ${sa} does not exist`, fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL" };
-  if (e.status === 401) return { cause: "IAM Credentials did not accept the federated token", fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe" };
+  if (e.status === 404 || /NOT_FOUND/.test(m))
+    return { cause: `the service account ${sa} does not exist`, fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL" };
+  if (e.status === 401)
+    return {
+      cause: "IAM Credentials did not accept the federated token",
+      fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe",
+    };
   return { cause: "IAM Credentials refused the request", fix: "see what it said above" };
 }
 
@@ -131,7 +194,10 @@ function impersonationDiagnosis(config: Config, sa: string, claims: Record<strin
  * Walks the chain hop by hop with the configured settings, without caches, and
  * reports each hop's result, with the likely cause and fix of a failure.
  */
-export async function runDoctor(config: Config, o: { principal?: TokenSource<SigningIdentity>; idTokenAudience?: string } = {}): Promise<DoctorReport> {
+export async function runDoctor(
+  config: Config,
+  o: { principal?: TokenSource<SigningIdentity>; idTokenAudience?: string } = {},
+): Promise<DoctorReport> {
   const checks: Check[] = [];
   const timeoutMs = config.upstream.timeoutMs;
   const skip = (name: string) => checks.push({ name, status: "skipped", details: ["not checked: an earlier hop failed"] });
@@ -151,7 +217,9 @@ export async function runDoctor(config: Config, o: { principal?: TokenSource<Sig
   try {
     id = await (o.principal ?? principalSource(config, timeoutMs)).token();
     const c = id.claims ?? {};
-    const details = [id.keyId.startsWith("ST$") ? `security token valid until ${fmtTime(id.expiresAt)}` : "API key (key id tenancy/user/fingerprint)"];
+    const details = [
+      id.keyId.startsWith("ST$") ? `security token valid until ${fmtTime(id.expiresAt)}` : "API key (key id tenancy/user/fingerprint)",
+    ];
     for (const k of ["sub", "opc-tenant", "res_tenant", "tenant", "opc-compartment", "res_compartment", "ttype", "res_type"]) {
       if (c[k] !== undefined) details.push(`${k}: ${String(c[k])}`);
     }
@@ -171,7 +239,11 @@ export async function runDoctor(config: Config, o: { principal?: TokenSource<Sig
       timeoutMs,
       retry: ONE_ATTEMPT,
     }).token();
-    checks.push({ name: "identity domain", status: "ok", details: [`domain JWT valid until ${fmtTime(domain.expiresAt)}; its claims are shown below`] });
+    checks.push({
+      name: "identity domain",
+      status: "ok",
+      details: [`domain JWT valid until ${fmtTime(domain.expiresAt)}; its claims are shown below`],
+    });
   } catch (e) {
     checks.push({ name: "identity domain", status: "fail", details: [], said: said(e), ...domainDiagnosis(config, e) });
     ["STS", "impersonation"].forEach(skip);
@@ -201,23 +273,48 @@ export async function runDoctor(config: Config, o: { principal?: TokenSource<Sig
   // Impersonation, each account: an access token and an ID token.
   let ok = true;
   for (const sa of config.google.serviceAccounts) {
-    const opts = { serviceAccount: sa, iamCredentialsUrl: config.google.iamCredentialsUrl, universeDomain: config.google.universeDomain, transporter, retry: ONE_ATTEMPT };
+    const opts = {
+      serviceAccount: sa,
+      iamCredentialsUrl: config.google.iamCredentialsUrl,
+      universeDomain: config.google.universeDomain,
+      transporter,
+      retry: ONE_ATTEMPT,
+    };
     try {
-      const t = await new ImpersonatedAccessTokenSource(fixed(federated), opts, config.google.scopes, config.google.tokenLifetimeSeconds).token();
+      const t = await new ImpersonatedAccessTokenSource(
+        fixed(federated),
+        opts,
+        config.google.scopes,
+        config.google.tokenLifetimeSeconds,
+      ).token();
       const details = [`access token valid until ${fmtTime(t.expiresAt)}`];
       try {
         await new ImpersonatedIdTokenSource(fixed(federated), opts, o.idTokenAudience ?? "https://oci2gcp.invalid/doctor", false).token();
         details.push("ID tokens: ok");
         checks.push({ name: `impersonation ${sa}`, status: "ok", details });
       } catch (e) {
-        checks.push({ name: `impersonation ${sa}`, status: "warn", details, said: said(e), cause: "access tokens work, ID tokens do not", fix: impersonationDiagnosis(config, sa, claims, e).fix });
+        checks.push({
+          name: `impersonation ${sa}`,
+          status: "warn",
+          details,
+          said: said(e),
+          cause: "access tokens work, ID tokens do not",
+          fix: impersonationDiagnosis(config, sa, claims, e).fix,
+        });
       }
     } catch (e) {
       ok = false;
-      checks.push({ name: `impersonation ${sa}`, status: "fail", details: [], said: said(e), ...impersonationDiagnosis(config, sa, claims, e) });
+      checks.push({
+        name: `impersonation ${sa}`,
+        status: "fail",
+        details: [],
+        said: said(e),
+        ...impersonationDiagnosis(config, sa, claims, e),
+      });
     }
   }
-  if (config.google.serviceAccounts.length === 0) checks.push({ name: "impersonation", status: "skipped", details: ["no service account configured"] });
+  if (config.google.serviceAccounts.length === 0)
+    checks.push({ name: "impersonation", status: "skipped", details: ["no service account configured"] });
   return { ok, checks, claims };
 }
 
@@ -243,8 +340,20 @@ async function jwksCheck(config: Config, jwt: string, timeoutMs: number): Promis
     }
     const has = body!.keys!.some((k) => k.kid === kid);
     return has
-      ? { name: "identity domain keys", status: "ok", details: [`${body!.keys!.length} key(s) published; the token's key ${String(kid)} is among them: upload this JWKS to the provider`] }
-      : { name: "identity domain keys", status: "warn", details: [`the token's key ${String(kid)} is not in ${url}`], cause: "the domain's keys changed or the JWKS is stale", fix: "upload the current JWKS to the provider" };
+      ? {
+          name: "identity domain keys",
+          status: "ok",
+          details: [
+            `${body!.keys!.length} key(s) published; the token's key ${String(kid)} is among them: upload this JWKS to the provider`,
+          ],
+        }
+      : {
+          name: "identity domain keys",
+          status: "warn",
+          details: [`the token's key ${String(kid)} is not in ${url}`],
+          cause: "the domain's keys changed or the JWKS is stale",
+          fix: "upload the current JWKS to the provider",
+        };
   } catch (e) {
     return { name: "identity domain keys", status: "warn", details: [`GET ${url} failed: ${(e as Error).message}`] };
   }

@@ -144,7 +144,15 @@ export class EmulatorServer {
       if (r.method !== method) continue;
       const m = r.pattern.exec(path);
       if (!m) continue;
-      await this.serve(r.endpoint, r.handler, req, res, { method, path, target, query, headers: req.headers, body, params: m.groups ?? {} });
+      await this.serve(r.endpoint, r.handler, req, res, {
+        method,
+        path,
+        target,
+        query,
+        headers: req.headers,
+        body,
+        params: m.groups ?? {},
+      });
       return;
     }
     send(res, { status: 404, body: { error: "not_found", error_description: `no emulated endpoint for ${method} ${path}` } });
@@ -169,7 +177,13 @@ export class EmulatorServer {
     await this.serve(endpoint, handler, req, res, { ...parsed, headers: req.headers, params: {} });
   }
 
-  private async serve(endpoint: string, handler: Handler, req: http.IncomingMessage, res: http.ServerResponse, er: EmulatorRequest): Promise<void> {
+  private async serve(
+    endpoint: string,
+    handler: Handler,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    er: EmulatorRequest,
+  ): Promise<void> {
     this.calls[endpoint] = (this.calls[endpoint] ?? 0) + 1;
     const fault = this.takeFault(endpoint);
     if (fault?.latencyMs) await sleep(fault.latencyMs);

@@ -1,9 +1,9 @@
 import { EmulatorServer } from "./core.js";
-import { registerGoogle, type GoogleEmulator, type GoogleEmulatorOptions } from "./google/index.js";
-import { registerOci, type OciEmulator, type OciEmulatorOptions } from "./oci/index.js";
+import { type GoogleEmulator, type GoogleEmulatorOptions, registerGoogle } from "./google/index.js";
+import { type OciEmulator, type OciEmulatorOptions, registerOci } from "./oci/index.js";
 
 export { EmulatorServer } from "./core.js";
-export type { OciEmulator, GoogleEmulator };
+export type { GoogleEmulator, OciEmulator };
 
 export const DEMO_SERVICE_ACCOUNT = "oci-workload@demo-project.iam.gserviceaccount.com";
 export const DEMO_PROJECT_ID = "demo-project";

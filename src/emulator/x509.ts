@@ -64,7 +64,7 @@ export async function createCertificate(opts: CertOptions): Promise<IssuedCert> 
   const cert = forge.pki.createCertificate();
   cert.publicKey = forgePublic(key);
   // A positive serial: the first byte below 0x80.
-  cert.serialNumber = "01" + crypto.randomBytes(15).toString("hex");
+  cert.serialNumber = `01${crypto.randomBytes(15).toString("hex")}`;
   const now = Date.now();
   cert.validity.notBefore = new Date(now - 5 * 60 * 1000);
   cert.validity.notAfter = new Date(now + (opts.validSeconds ?? 86400) * 1000);

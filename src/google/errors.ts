@@ -1,4 +1,4 @@
-import { HopError, isRetryableStatus, type Hop } from "../token/token-source.js";
+import { type Hop, HopError, isRetryableStatus } from "../token/token-source.js";
 import { parseRetryAfter } from "../upstream/retry.js";
 
 interface GaxiosLike {
@@ -17,7 +17,11 @@ interface GaxiosLike {
  */
 function rootCause(e: unknown): string | undefined {
   let message: string | undefined;
-  for (let c = e as { code?: unknown; cause?: unknown; message?: unknown } | undefined, i = 0; c && typeof c === "object" && i < 5; c = c.cause as typeof c, i++) {
+  for (
+    let c = e as { code?: unknown; cause?: unknown; message?: unknown } | undefined, i = 0;
+    c && typeof c === "object" && i < 5;
+    c = c.cause as typeof c, i++
+  ) {
     if (typeof c.code === "string") return c.code;
     if (typeof c.message === "string" && c.message) message = c.message;
   }
@@ -48,7 +52,11 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
         desc = typeof ge.message === "string" ? ge.message : undefined;
       }
     }
-    const said = code ? `${code}${desc ? `: ${desc}` : ""}` : typeof data === "string" ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}` : "no error details";
+    const said = code
+      ? `${code}${desc ? `: ${desc}` : ""}`
+      : typeof data === "string"
+        ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}`
+        : "no error details";
     return new HopError(hop, `${what}: HTTP ${status}: ${said}`, {
       status,
       upstreamError: code,
@@ -58,9 +66,12 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
     });
   }
   // gaxios enforces its timeout with its own AbortController: an abort is the timeout (nothing else aborts).
-  const timedOut = g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";
+  const timedOut =
+    g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";
   // Impersonated rewrites the message of what it throws to "unable to impersonate: Error: <message>".
   const message = g.message?.replace(/^(?:unable to impersonate: )?(?:Error: )?/, "");
-  const why = timedOut ? "no answer within upstream.timeoutMs" : ((typeof g.code === "string" ? g.code : undefined) ?? rootCause(g.cause) ?? message ?? String(e));
+  const why = timedOut
+    ? "no answer within upstream.timeoutMs"
+    : ((typeof g.code === "string" ? g.code : undefined) ?? rootCause(g.cause) ?? message ?? String(e));
   return new HopError(hop, `${what} failed: ${why}`, { retryable: true, cause: e });
 }

@@ -1,7 +1,7 @@
 import { AuthClient, Impersonated } from "google-auth-library";
 import { decodeJwtClaims } from "../oci/principal.js";
 import { HopError, type Token, type TokenSource } from "../token/token-source.js";
-import { withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { googleError } from "./errors.js";
 import { checkLifetime } from "./sts.js";
 import type { Transport } from "./transport.js";
@@ -96,7 +96,9 @@ export class ImpersonatedAccessTokenSource implements TokenSource {
       }
       const exp = tokens.expiry_date;
       if (typeof exp !== "number" || Number.isNaN(exp)) {
-        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without a valid expireTime`, { retryable: true });
+        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without a valid expireTime`, {
+          retryable: true,
+        });
       }
       checkLifetime(HOP, (exp - now) / 1000);
       return { value: tokens.access_token, expiresAt: exp, obtainedAt: now };
@@ -129,7 +131,9 @@ export class ImpersonatedIdTokenSource implements TokenSource {
       const claims = typeof jwt === "string" ? decodeJwtClaims(jwt) : undefined;
       const now = Date.now();
       if (!claims || typeof claims.exp !== "number") {
-        throw new HopError(HOP, `generateIdToken for ${this.o.serviceAccount} answered with something that is not a JWT`, { retryable: true });
+        throw new HopError(HOP, `generateIdToken for ${this.o.serviceAccount} answered with something that is not a JWT`, {
+          retryable: true,
+        });
       }
       checkLifetime(HOP, claims.exp - now / 1000);
       return { value: jwt, expiresAt: claims.exp * 1000, obtainedAt: now };

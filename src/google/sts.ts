@@ -1,9 +1,9 @@
 // Not re-exported from the package root; stable across google-auth-library 10.x.
 import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
-import type { Transport } from "./transport.js";
 import { HopError, type Token, type TokenSource } from "../token/token-source.js";
-import { withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { googleError } from "./errors.js";
+import type { Transport } from "./transport.js";
 
 const HOP = "STS" as const;
 export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";

@@ -3,7 +3,9 @@ import type { StsCredentials } from "google-auth-library/build/src/auth/stscrede
 import { snippet } from "../upstream/retry.js";
 
 /** The transport type google-auth-library's clients take. */
-export type Transport = NonNullable<ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never>;
+export type Transport = NonNullable<
+  ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never
+>;
 
 // google-auth-library checks `instanceof` against its own copy of gaxios (the
 // CommonJS build), which it exports; importing gaxios from ESM would load a second copy.

@@ -1,5 +1,5 @@
 import { HopError, isRetryableStatus, type Token, type TokenSource } from "../token/token-source.js";
-import { parseRetryAfter, snippet, withRetry, type RetryPolicy } from "../upstream/retry.js";
+import { parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
 import { decodeJwtClaims, type SigningIdentity } from "./principal.js";
 import { signRequest } from "./signer.js";
 
@@ -116,22 +116,37 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
   if (!claims) throw new HopError(HOP, "the access_token is not a JWT", { retryable: true });
   const now = Date.now();
   const exp = claims.exp;
-  if (typeof exp !== "number" || !Number.isFinite(exp)) throw new HopError(HOP, "the domain JWT has no numeric exp claim", { retryable: true });
+  if (typeof exp !== "number" || !Number.isFinite(exp))
+    throw new HopError(HOP, "the domain JWT has no numeric exp claim", { retryable: true });
   const expiresIn = obj.expires_in;
   if (expiresIn !== undefined) {
     if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn <= 0 || expiresIn > MAX_LIFETIME_S) {
-      throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, { retryable: true });
+      throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
+        retryable: true,
+      });
     }
     const skew = Math.round(exp - (now / 1000 + expiresIn));
     if (Math.abs(skew) > MAX_SKEW_S) {
-      throw new HopError(HOP, `the domain JWT's exp disagrees with expires_in by ${skew} s: this machine's clock and the identity domain's differ; fix the clock (NTP)`, { retryable: true });
+      throw new HopError(
+        HOP,
+        `the domain JWT's exp disagrees with expires_in by ${skew} s: this machine's clock and the identity domain's differ; fix the clock (NTP)`,
+        { retryable: true },
+      );
     }
   }
-  if (exp * 1000 <= now) throw new HopError(HOP, `the domain JWT expired ${Math.round(now / 1000 - exp)} s ago on arrival: check this machine's clock`, { retryable: true });
-  if (exp - now / 1000 > MAX_LIFETIME_S + MAX_SKEW_S) throw new HopError(HOP, "the domain JWT's exp is more than a day away: check this machine's clock", { retryable: true });
+  if (exp * 1000 <= now)
+    throw new HopError(HOP, `the domain JWT expired ${Math.round(now / 1000 - exp)} s ago on arrival: check this machine's clock`, {
+      retryable: true,
+    });
+  if (exp - now / 1000 > MAX_LIFETIME_S + MAX_SKEW_S)
+    throw new HopError(HOP, "the domain JWT's exp is more than a day away: check this machine's clock", { retryable: true });
   const iat = claims.iat;
   if (typeof iat === "number" && iat - now / 1000 > MAX_SKEW_S) {
-    throw new HopError(HOP, `the domain JWT was issued ${Math.round(iat - now / 1000)} s in the future: this machine's clock is behind; fix it (NTP)`, { retryable: true });
+    throw new HopError(
+      HOP,
+      `the domain JWT was issued ${Math.round(iat - now / 1000)} s in the future: this machine's clock is behind; fix it (NTP)`,
+      { retryable: true },
+    );
   }
   const expiresAt = Math.min(exp * 1000, expiresIn !== undefined ? now + (expiresIn as number) * 1000 : Infinity);
   return { value: tok, expiresAt, obtainedAt: now, claims };

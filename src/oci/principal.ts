@@ -79,7 +79,12 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
   }
 }
 
-async function identityFrom(keyId: string, privateKeyPem: string, passphrase: string | null | undefined, label: string): Promise<SigningIdentity> {
+async function identityFrom(
+  keyId: string,
+  privateKeyPem: string,
+  passphrase: string | null | undefined,
+  label: string,
+): Promise<SigningIdentity> {
   let privateKey: crypto.KeyObject;
   try {
     privateKey = crypto.createPrivateKey({ key: privateKeyPem, passphrase: passphrase ?? undefined });
@@ -97,7 +102,11 @@ async function identityFrom(keyId: string, privateKeyPem: string, passphrase: st
     // OCI security tokens live minutes to hours. Believing an exp further away would keep
     // a broken token (or one misread through a wrong clock) cached long after it stops working.
     if (exp * 1000 - now > MAX_SECURITY_TOKEN_MS) {
-      throw new HopError(HOP, `the ${label} security token expires ${new Date(exp * 1000).toISOString()}, more than a day away: check this machine's clock (NTP)`, { retryable: true });
+      throw new HopError(
+        HOP,
+        `the ${label} security token expires ${new Date(exp * 1000).toISOString()}, more than a day away: check this machine's clock (NTP)`,
+        { retryable: true },
+      );
     }
     const { jwk: _jwk, ...safeClaims } = claims!;
     return { value: keyId, keyId, privateKey, expiresAt: exp * 1000, obtainedAt: now, claims: safeClaims };
@@ -121,7 +130,11 @@ async function probeMetadata(base: string, timeoutMs: number): Promise<void> {
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (e) {
-    throw new HopError(HOP, `the OCI instance metadata service at ${base} did not answer (${(e as Error).cause ?? (e as Error).message}): the instance principal works only on an OCI compute instance; elsewhere choose another oci.principal`, { retryable: true });
+    throw new HopError(
+      HOP,
+      `the OCI instance metadata service at ${base} did not answer (${(e as Error).cause ?? (e as Error).message}): the instance principal works only on an OCI compute instance; elsewhere choose another oci.principal`,
+      { retryable: true },
+    );
   }
   await res.arrayBuffer().catch(() => undefined);
   if (res.status !== 200) {
@@ -157,8 +170,14 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
               // oci-common's auth circuit breaker opens after one failed federation round
               // (three attempts) and then refuses every federation for 30-49 s, long after
               // the auth service is back. The caches above back off on their own: no breaker.
-              (b as unknown as { _authCircuitBreaker: unknown })._authCircuitBreaker = new common.CircuitBreaker({ disableClientCircuitBreaker: true } as never);
-              provider = (await withTimeout(b.build(), timeoutMs * 2, "reading the instance identity from the metadata service")) as unknown as Provider;
+              (b as unknown as { _authCircuitBreaker: unknown })._authCircuitBreaker = new common.CircuitBreaker({
+                disableClientCircuitBreaker: true,
+              } as never);
+              provider = (await withTimeout(
+                b.build(),
+                timeoutMs * 2,
+                "reading the instance identity from the metadata service",
+              )) as unknown as Provider;
               federationAnswer = captureFederationErrors(provider);
               timeEachFederationCall(provider, timeoutMs);
             } else {
@@ -233,11 +252,9 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
         async token() {
           try {
             if (o.principal === "session") checkSessionProfile(o.configFile, o.profile);
-            const p = (
-              o.principal === "session"
-                ? new common.SessionAuthDetailProvider(o.configFile, o.profile)
-                : new common.ConfigFileAuthenticationDetailsProvider(o.configFile, o.profile)
-            ) as unknown as Provider;
+            const p = (o.principal === "session"
+              ? new common.SessionAuthDetailProvider(o.configFile, o.profile)
+              : new common.ConfigFileAuthenticationDetailsProvider(o.configFile, o.profile)) as unknown as Provider;
             return await readProvider(p, `${label} (profile ${o.profile} of ${o.configFile})`, timeoutMs);
           } catch (e) {
             const err = principalError(e, `${label} profile ${o.profile} in ${o.configFile}`);
@@ -320,13 +337,19 @@ function timeEachFederationCall(provider: Provider, timeoutMs: number): void {
 function checkSessionProfile(file: string, profile: string): void {
   const entry = (common.ConfigFileReader.parseFileFromPath(file, profile) as { get(k: string): string | null }).get("security_token_file");
   if (!entry) {
-    throw new HopError(HOP, `profile ${profile} in ${file} has no security_token_file, so it is not a session profile: create one with oci session authenticate --profile-name ${profile}, or choose oci.principal config-file for an API key`);
+    throw new HopError(
+      HOP,
+      `profile ${profile} in ${file} has no security_token_file, so it is not a session profile: create one with oci session authenticate --profile-name ${profile}, or choose oci.principal config-file for an API key`,
+    );
   }
   const tokenFile = common.ConfigFileReader.expandUserHome(entry);
   try {
     fs.accessSync(tokenFile, fs.constants.R_OK);
   } catch (e) {
-    throw new HopError(HOP, `the security_token_file ${tokenFile} of profile ${profile} in ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); run: oci session authenticate --profile-name ${profile}`);
+    throw new HopError(
+      HOP,
+      `the security_token_file ${tokenFile} of profile ${profile} in ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); run: oci session authenticate --profile-name ${profile}`,
+    );
   }
 }
 

@@ -87,9 +87,7 @@ export class PregeneratedSessionKeySupplier {
     // be in the making, which would mean generating one synchronously here).
     if (!this.used) return;
     this.used = false;
-    const n =
-      this.next ??
-      crypto.generateKeyPairSync("rsa", SESSION_KEY);
+    const n = this.next ?? crypto.generateKeyPairSync("rsa", SESSION_KEY);
     this.next = undefined;
     this.current = new PemKeyPair(n.publicKey, n.privateKey);
     this.prepareSoon();

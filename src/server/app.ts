@@ -1,12 +1,12 @@
 import http from "node:http";
 import os from "node:os";
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import rateLimit from "@fastify/rate-limit";
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from "fastify";
 import type { Chain } from "../chain.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
-import { makeFastPath, type FastPath } from "./fast-path.js";
+import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
 import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
@@ -96,11 +96,19 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
     // Malformed URLs and the like are answered before hooks and routes run: still
     // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
-    frameworkErrors: (err, _req, reply) => text(reply, `oci2gcp: ${err.message}\n`, typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400),
+    frameworkErrors: (err, _req, reply) =>
+      text(
+        reply,
+        `oci2gcp: ${err.message}\n`,
+        typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400,
+      ),
   });
   if (debugLogging) {
     app.addHook("onResponse", async (req, reply) => {
-      req.log.debug({ method: req.method, route: req.routeOptions.url ?? "(none)", status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+      req.log.debug(
+        { method: req.method, route: req.routeOptions.url ?? "(none)", status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        "request",
+      );
     });
   }
 

@@ -63,6 +63,7 @@ export class FloodCounter {
     const store = this.store;
     return class SharedFloodStore {
       constructor() {
+        // biome-ignore lint/correctness/noConstructorReturn: @fastify/rate-limit constructs its store; every construction must yield the one shared counter
         return store;
       }
     } as unknown as FastifyRateLimitStoreCtor;

@@ -41,7 +41,10 @@ export function makeGuard(refusal: ReturnType<typeof makeRefusal>) {
  * cached-token fast path, so both refuse exactly the same requests.
  */
 export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: string) => string | undefined {
-  const allowed = new Set([...ALWAYS_ALLOWED_HOSTS, ...opts.ownHosts.map((h) => (h.includes(":") && !h.startsWith("[") ? `[${h}]` : h).toLowerCase())]);
+  const allowed = new Set([
+    ...ALWAYS_ALLOWED_HOSTS,
+    ...opts.ownHosts.map((h) => (h.includes(":") && !h.startsWith("[") ? `[${h}]` : h).toLowerCase()),
+  ]);
   return (h, url) => {
     if (h["x-forwarded-for"] !== undefined || h.forwarded !== undefined) {
       return "Request refused: it carries X-Forwarded-For or Forwarded, so it came through a proxy.";
@@ -71,5 +74,9 @@ function deny(reply: FastifyReply, status: number, text: string): FastifyReply {
     .code(status)
     .header("metadata-flavor", "Google")
     .header("content-type", "text/html; charset=UTF-8")
-    .send(Buffer.from(`<!DOCTYPE html>\n<html lang=en>\n<title>Error ${status} (Forbidden)!!1</title>\n<p><b>${status}.</b> <ins>${text}</ins></p>\n`));
+    .send(
+      Buffer.from(
+        `<!DOCTYPE html>\n<html lang=en>\n<title>Error ${status} (Forbidden)!!1</title>\n<p><b>${status}.</b> <ins>${text}</ins></p>\n`,
+      ),
+    );
 }

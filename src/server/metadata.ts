@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { HopError, type Hop } from "../token/token-source.js";
-import { accessTokenBody, describeFailure, failText, json, JSON_TYPE, metadataHeaders, notFound, redirect, text } from "./respond.js";
+import { type Hop, HopError } from "../token/token-source.js";
+import { accessTokenBody, describeFailure, failText, JSON_TYPE, json, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {
   chain: Chain;
@@ -47,7 +47,10 @@ const IDENTITY_PARAMS = new Set(["audience", "format", "licenses"]);
 export function rawAudience(url: string): string | undefined {
   const q = url.indexOf("?");
   if (q < 0) return undefined;
-  const parts = url.slice(q + 1).split("#", 1)[0]!.split("&");
+  const parts = url
+    .slice(q + 1)
+    .split("#", 1)[0]!
+    .split("&");
   let found: string | undefined;
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!;
@@ -82,7 +85,12 @@ export const FEDERATED_ACCOUNT = "oci2gcp-federated";
  * client's mistake (400, not worth retrying), not an outage of the daemon (503).
  */
 function refusedScopes(e: unknown, scopedHop: Hop): boolean {
-  return e instanceof HopError && e.hop === scopedHop && e.status === 400 && (e.upstreamError === "INVALID_ARGUMENT" || e.upstreamError === "invalid_scope");
+  return (
+    e instanceof HopError &&
+    e.hop === scopedHop &&
+    e.status === 400 &&
+    (e.upstreamError === "INVALID_ARGUMENT" || e.upstreamError === "invalid_scope")
+  );
 }
 
 /** The token route's template, as metrics label it. */
@@ -132,10 +140,7 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   });
 
   const recursiveInstance = () => ({
-    serviceAccounts: Object.fromEntries([
-      ["default", saJson(accountsView(o)[0]!)],
-      ...accountsView(o).map((a) => [a.email, saJson(a)]),
-    ]),
+    serviceAccounts: Object.fromEntries([["default", saJson(accountsView(o)[0]!)], ...accountsView(o).map((a) => [a.email, saJson(a)])]),
   });
   const recursiveProject = () => ({ numericProjectId: Number(o.projectNumber), projectId: o.projectId ?? "" });
   const recursiveRoot = () => ({
@@ -222,7 +227,11 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
       return metadataHeaders(reply, JSON_TYPE).send(accessTokenBody(t));
     } catch (e) {
       if (scopes && refusedScopes(e, o.chain.accounts.length ? "impersonation" : "STS")) {
-        return text(reply, `oci2gcp: Google refused the requested scopes: ${describeFailure(e).message.replace(/^oci2gcp: no valid token: /, "")}\n`, 400);
+        return text(
+          reply,
+          `oci2gcp: Google refused the requested scopes: ${describeFailure(e).message.replace(/^oci2gcp: no valid token: /, "")}\n`,
+          400,
+        );
       }
       return failText(reply, e);
     }

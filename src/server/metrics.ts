@@ -20,9 +20,7 @@ class Tally {
   /** Answers already added to the request counter. */
   counted = 0;
 
-  constructor(
-    readonly labels: { route: string; method: string; status: string },
-  ) {}
+  constructor(readonly labels: { route: string; method: string; status: string }) {}
 
   add(seconds: number): void {
     this.n++;
@@ -192,7 +190,9 @@ interface ExportedValue {
   metricName: string;
 }
 
-const histogramExport = (client.Histogram.prototype as unknown as { getForPromString(this: client.Histogram<string>): Promise<{ values: ExportedValue[] }> }).getForPromString;
+const histogramExport = (
+  client.Histogram.prototype as unknown as { getForPromString(this: client.Histogram<string>): Promise<{ values: ExportedValue[] }> }
+).getForPromString;
 
 /**
  * The HTTP duration histogram, with the tallied answers added to what it
@@ -218,7 +218,9 @@ class TalliedHistogram extends client.Histogram<"route"> {
       const route = t.labels.route;
       const bucket = `${this.metricName}_bucket`;
       const line = (metricName: string, le?: string | number): ExportedValue => {
-        let v = data.values.find((x) => x.metricName === metricName && x.sharedLabels?.route === route && (le === undefined || x.labels.le === le));
+        let v = data.values.find(
+          (x) => x.metricName === metricName && x.sharedLabels?.route === route && (le === undefined || x.labels.le === le),
+        );
         if (!v) {
           v = { labels: le === undefined ? {} : { le }, sharedLabels: { route }, value: 0, metricName };
           data.values.push(v);

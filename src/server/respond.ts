@@ -1,8 +1,8 @@
 import type { FastifyReply } from "fastify";
+import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 import { scrub } from "../log.js";
 import { BudgetExceededError } from "../token/cache.js";
 import { HopError, type Token } from "../token/token-source.js";
-import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 
 export const TEXT = "application/text";
 export const JSON_TYPE = "application/json";
@@ -49,7 +49,13 @@ export function redirect(reply: FastifyReply, rawUrl: string, path: string): Fas
 }
 
 export function notFound(reply: FastifyReply, what = "The requested URL was not found on this server."): FastifyReply {
-  return metadataHeaders(reply, "text/html; charset=UTF-8").code(404).send(Buffer.from(`<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n<p><b>404.</b> <ins>${escapeHtml(what)}</ins></p>\n`));
+  return metadataHeaders(reply, "text/html; charset=UTF-8")
+    .code(404)
+    .send(
+      Buffer.from(
+        `<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n<p><b>404.</b> <ins>${escapeHtml(what)}</ins></p>\n`,
+      ),
+    );
 }
 
 function escapeHtml(s: string): string {

@@ -40,9 +40,18 @@ export async function subjectTokenPlugin(app: FastifyInstance, o: SubjectTokenOp
       const f = describeFailure(e);
       if (f.retryAfter !== undefined) reply.header("retry-after", String(f.retryAfter));
       if (format === "executable") {
-        return json(reply, { version: 1, success: false, code: f.status === 429 ? "RATE_LIMITED" : "UPSTREAM_UNAVAILABLE", message: f.message }, f.status);
+        return json(
+          reply,
+          { version: 1, success: false, code: f.status === 429 ? "RATE_LIMITED" : "UPSTREAM_UNAVAILABLE", message: f.message },
+          f.status,
+        );
       }
-      if (format === "json") return json(reply, { error: f.status === 429 ? "rate_limited" : "unavailable", error_description: f.message, hop: f.hop }, f.status);
+      if (format === "json")
+        return json(
+          reply,
+          { error: f.status === 429 ? "rate_limited" : "unavailable", error_description: f.message, hop: f.hop },
+          f.status,
+        );
       return text(reply, `${f.message}\n`, f.status);
     }
   });

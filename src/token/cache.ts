@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import { HopError, type Hop, type Token, type TokenSource } from "./token-source.js";
+import { type Hop, HopError, type Token, type TokenSource } from "./token-source.js";
 
 export interface CachePolicy {
   /** Start renewing when less than this remains (ms). */
@@ -199,7 +199,11 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
         const t = await this.source.token();
         const now = Date.now();
         if (!(t.expiresAt > now + this.margins(t).floor)) {
-          throw new HopError(this.hop, `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`, { retryable: true });
+          throw new HopError(
+            this.hop,
+            `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`,
+            { retryable: true },
+          );
         }
         this.current = t;
         this.lastError = undefined;
@@ -233,16 +237,19 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   private schedule(inMs: number): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const cur = this.current;
-      const now = Date.now();
-      // Only tokens in use are renewed in the background; others renew on next use.
-      if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
-      if (cur && cur.expiresAt <= now) return;
-      if (this.inflight) return;
-      void this.refresh().catch(() => {});
-    }, Math.max(0, inMs));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        const cur = this.current;
+        const now = Date.now();
+        // Only tokens in use are renewed in the background; others renew on next use.
+        if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
+        if (cur && cur.expiresAt <= now) return;
+        if (this.inflight) return;
+        void this.refresh().catch(() => {});
+      },
+      Math.max(0, inMs),
+    );
     this.timer.unref();
   }
 }

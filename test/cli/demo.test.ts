@@ -1,9 +1,9 @@
-import t from "tap";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../helpers/stack.js";
+import t from "tap";
 import { distIsFresh, ROOT, run, tempDir } from "../helpers/clients.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../helpers/stack.js";
 
 // `oci2gcp demo --port 0 --write-env FILE` as a user runs it: the launcher, dist/,
 // a real port, the env file, the credential files, and a clean SIGTERM.
@@ -61,7 +61,9 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
   let stderr = "";
   child.stdout.on("data", (d) => (stdout += String(d)));
   child.stderr.on("data", (d) => (stderr += String(d)));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
   let exitedEarly = false;
   void exited.then(() => (exitedEarly = true));
   t.teardown(() => {
@@ -107,8 +109,14 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
   t.equal((await fetch(env.OCI2GCP_SUBJECT_TOKEN_URL!)).status, 403, "without Metadata-Flavor: 403");
 
   // The metadata token, checked at the emulator's tokeninfo in the demo's process.
-  const tok = (await (await fetch(`http://${hostPort}/computeMetadata/v1/instance/service-accounts/default/token`, { headers: { "Metadata-Flavor": "Google" } })).json()) as { access_token: string };
-  const ti = (await (await fetch(`${env.OCI2GCP_EMULATOR_URL}/oauth2/v3/tokeninfo?access_token=${encodeURIComponent(tok.access_token)}`)).json()) as Record<string, string>;
+  const tok = (await (
+    await fetch(`http://${hostPort}/computeMetadata/v1/instance/service-accounts/default/token`, {
+      headers: { "Metadata-Flavor": "Google" },
+    })
+  ).json()) as { access_token: string };
+  const ti = (await (
+    await fetch(`${env.OCI2GCP_EMULATOR_URL}/oauth2/v3/tokeninfo?access_token=${encodeURIComponent(tok.access_token)}`)
+  ).json()) as Record<string, string>;
   t.ok(ti.scope?.includes("https://www.googleapis.com/auth/cloud-platform"), "tokeninfo knows the metadata token");
   t.equal(ti.aud, ti.azp);
   const jwks = (await (await fetch(env.OCI2GCP_GOOGLE_JWKS_URL!)).json()) as { keys: { kid: string; kty: string }[] };
@@ -118,21 +126,37 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
   const urlCred = JSON.parse(fs.readFileSync(env.OCI2GCP_CRED_CONFIG_URL!, "utf8")) as Record<string, any>;
   const common = (c: Record<string, any>, what: string) => {
     t.equal(c.type, "external_account", `${what}: external_account`);
-    t.match(c.audience, /^\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\/[^/]+\/providers\/[^/]+$/, `${what}: provider audience`);
+    t.match(
+      c.audience,
+      /^\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\/[^/]+\/providers\/[^/]+$/,
+      `${what}: provider audience`,
+    );
     t.equal(c.subject_token_type, JWT_TYPE, `${what}: subject token type jwt`);
     t.equal(c.token_url, `${env.OCI2GCP_EMULATOR_URL}/v1/token`, `${what}: the emulated STS`);
-    t.equal(c.service_account_impersonation_url, `${env.OCI2GCP_EMULATOR_URL}/v1/projects/-/serviceAccounts/${DEMO_SERVICE_ACCOUNT}:generateAccessToken`, `${what}: impersonation URL`);
+    t.equal(
+      c.service_account_impersonation_url,
+      `${env.OCI2GCP_EMULATOR_URL}/v1/projects/-/serviceAccounts/${DEMO_SERVICE_ACCOUNT}:generateAccessToken`,
+      `${what}: impersonation URL`,
+    );
   };
   common(urlCred, "url source");
-  t.strictSame(urlCred.credential_source, {
-    url: env.OCI2GCP_SUBJECT_TOKEN_URL,
-    headers: { "Metadata-Flavor": "Google" },
-    format: { type: "json", subject_token_field_name: "access_token" },
-  }, "url source: the subject-token URL, Metadata-Flavor header, json format");
+  t.strictSame(
+    urlCred.credential_source,
+    {
+      url: env.OCI2GCP_SUBJECT_TOKEN_URL,
+      headers: { "Metadata-Flavor": "Google" },
+      format: { type: "json", subject_token_field_name: "access_token" },
+    },
+    "url source: the subject-token URL, Metadata-Flavor header, json format",
+  );
   // What the client does with it: GET with only the configured headers.
   const viaCred = await fetch(urlCred.credential_source.url, { headers: urlCred.credential_source.headers });
   t.equal(viaCred.status, 200, "the configured request works");
-  t.equal(((await viaCred.json()) as Record<string, string>)[urlCred.credential_source.format.subject_token_field_name], body.access_token, "the field names the subject token");
+  t.equal(
+    ((await viaCred.json()) as Record<string, string>)[urlCred.credential_source.format.subject_token_field_name],
+    body.access_token,
+    "the field names the subject token",
+  );
 
   // The executable-sourced credential file, and running it as Google's clients do.
   const exeCred = JSON.parse(fs.readFileSync(env.OCI2GCP_CRED_CONFIG_EXECUTABLE!, "utf8")) as Record<string, any>;

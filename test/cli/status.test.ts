@@ -1,6 +1,6 @@
-import t from "tap";
 import { execFile } from "node:child_process";
 import path from "node:path";
+import t from "tap";
 import { DEMO_SERVICE_ACCOUNT, startStack } from "../helpers/stack.js";
 
 const bin = path.resolve("bin/oci2gcp.js");
@@ -34,8 +34,14 @@ t.test("oci2gcp status shows what the daemon holds, never a token", async (t) =>
   t.equal(json.code, 0);
   const body = JSON.parse(json.out) as { caches: { kind: string; expiresInSeconds: number | null; lastError: string | null }[] };
   t.equal(body.caches.filter((c) => c.kind === "access-token").length, 1);
-  t.ok(body.caches.every((c) => c.lastError === null), "no errors");
-  t.ok(body.caches.every((c) => (c.expiresInSeconds ?? 0) > 0), "every cached token has time left");
+  t.ok(
+    body.caches.every((c) => c.lastError === null),
+    "no errors",
+  );
+  t.ok(
+    body.caches.every((c) => (c.expiresInSeconds ?? 0) > 0),
+    "every cached token has time left",
+  );
 });
 
 t.test("oci2gcp status without a daemon says so and fails", async (t) => {

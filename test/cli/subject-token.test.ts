@@ -1,4 +1,3 @@
-import t, { type Test } from "tap";
 import { execFile } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -7,7 +6,8 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { IdentityPoolClient, PluggableAuthClient } from "google-auth-library";
-import { calls, claimsOf, startStack, tempDir, verifyDomainJwt, type Stack } from "../helpers/stack.js";
+import t, { type Test } from "tap";
+import { calls, claimsOf, type Stack, startStack, tempDir, verifyDomainJwt } from "../helpers/stack.js";
 
 /**
  * `oci2gcp subject-token`, the command of an executable-sourced Google
@@ -121,13 +121,19 @@ t.test("the subject-token command", async (t) => {
     const srv = http.createServer((_req, res) => res.writeHead(404, { "content-type": "text/html" }).end("<h1>nope</h1>"));
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
-    const f = failureOf(t, await run(["subject-token", "--url", `http://127.0.0.1:${(srv.address() as AddressInfo).port}`]), "BAD_DAEMON_RESPONSE");
+    const f = failureOf(
+      t,
+      await run(["subject-token", "--url", `http://127.0.0.1:${(srv.address() as AddressInfo).port}`]),
+      "BAD_DAEMON_RESPONSE",
+    );
     t.match(f.message, /HTTP 404/);
   });
 
   await t.test("an answer that is not an executable response is not repeated with its token", async (t) => {
     const jwt = `eyJhbGciOiJSUzI1NiJ9.${Buffer.from('{"sub":"x","exp":9999999999}').toString("base64url")}.c2lnbmF0dXJlc2lnbmF0dXJl`;
-    const srv = http.createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ access_token: jwt, expires_in: 3600 })));
+    const srv = http.createServer((_req, res) =>
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ access_token: jwt, expires_in: 3600 })),
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
     const r = await run(["subject-token", "--url", `http://127.0.0.1:${(srv.address() as AddressInfo).port}`]);
@@ -159,7 +165,11 @@ t.test("the subject-token command", async (t) => {
 
     // An expired saved response is not used.
     fs.writeFileSync(out, JSON.stringify({ ...saved, expiration_time: Math.floor(Date.now() / 1000) - 10 }));
-    failureOf(t, await run(["subject-token", "--url", await closedPortUrl()], { GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE: out }), "DAEMON_UNREACHABLE");
+    failureOf(
+      t,
+      await run(["subject-token", "--url", await closedPortUrl()], { GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE: out }),
+      "DAEMON_UNREACHABLE",
+    );
     // A saved failure is not used either, and a success replaces it with mode 0600.
     fs.writeFileSync(out, JSON.stringify({ version: 1, success: false, code: "X", message: "y" }), { mode: 0o644 });
     fs.chmodSync(out, 0o644);
@@ -179,7 +189,12 @@ t.test("the subject-token command", async (t) => {
         return { token: async () => ({ value: keyId, keyId, privateKey: key, expiresAt: Date.now() + 3600_000, obtainedAt: Date.now() }) };
       },
       configure: (emu) => {
-        emu.server.addFault({ endpoint: "oci.identityDomain.token", status: 401, body: '{"error":"invalid_client","error_description":"nope"}', count: 1 });
+        emu.server.addFault({
+          endpoint: "oci.identityDomain.token",
+          status: 401,
+          body: '{"error":"invalid_client","error_description":"nope"}',
+          count: 1,
+        });
         return {};
       },
     });

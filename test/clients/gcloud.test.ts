@@ -1,8 +1,18 @@
-import t from "tap";
 import fs from "node:fs";
-import { calls, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startStack, type Stack } from "../helpers/stack.js";
+import t from "tap";
 import { FEDERATED_ACCOUNT } from "../../src/server/metadata.js";
-import { clientEnv, findGcloud, hostPortOf, recordingRelay, run, tempDir, TOKEN_PATH, verifyGoogleJwt, type RunResult } from "../helpers/clients.js";
+import {
+  clientEnv,
+  findGcloud,
+  hostPortOf,
+  type RunResult,
+  recordingRelay,
+  run,
+  TOKEN_PATH,
+  tempDir,
+  verifyGoogleJwt,
+} from "../helpers/clients.js";
+import { calls, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Stack, startStack } from "../helpers/stack.js";
 
 // gcloud (google-cloud-cli) against the daemon as its GCE metadata server:
 // GCE_METADATA_ROOT=127.0.0.1:PORT and a fresh CLOUDSDK_CONFIG per command
@@ -71,7 +81,13 @@ t.test("gcloud", { skip }, async (t) => {
     const relay = await recordingRelay(s.url);
     t.teardown(() => relay.close());
     const aud = "https://example.com/full?a=1&b=2";
-    const r = await gcloudRun(relay.hostPort, ["auth", "print-identity-token", `--audiences=${aud}`, "--token-format=full", "--include-license"]);
+    const r = await gcloudRun(relay.hostPort, [
+      "auth",
+      "print-identity-token",
+      `--audiences=${aud}`,
+      "--token-format=full",
+      "--include-license",
+    ]);
     t.equal(r.code, 0, `gcloud succeeded: ${describe(r)}`);
     const v = await verifyGoogleJwt(r.stdout.trim(), s.emu.google.jwksUrl);
     t.equal(v.claims.aud, aud, "an audience with a query string arrives whole");
@@ -80,14 +96,26 @@ t.test("gcloud", { skip }, async (t) => {
     const seen = relay.requests.map((q) => `${q.method} ${q.url} → ${q.status}`);
     t.comment(`gcloud asked:\n${seen.join("\n")}`);
     t.ok(relay.requests.length > 0, "gcloud used the metadata server");
-    t.ok(relay.requests.every((q) => q.headers["metadata-flavor"] === "Google"), "every request carries Metadata-Flavor: Google");
-    t.ok(relay.requests.every((q) => q.status === 200), "every request was answered 200");
+    t.ok(
+      relay.requests.every((q) => q.headers["metadata-flavor"] === "Google"),
+      "every request carries Metadata-Flavor: Google",
+    );
+    t.ok(
+      relay.requests.every((q) => q.status === 200),
+      "every request was answered 200",
+    );
     const paths = relay.requests.map((q) => q.url);
     t.ok(paths.includes(`${V1}/project/numeric-project-id`), "GCE detection: numeric-project-id");
     t.ok(paths.includes(`${V1}/instance/service-accounts/default/email`), "the default account's email");
-    t.ok(paths.some((p) => p.startsWith(`${V1}/instance/service-accounts/${DEMO_SERVICE_ACCOUNT}/token`)), "an access token by email");
+    t.ok(
+      paths.some((p) => p.startsWith(`${V1}/instance/service-accounts/${DEMO_SERVICE_ACCOUNT}/token`)),
+      "an access token by email",
+    );
     const identity = paths.filter((p) => p.startsWith(`${V1}/instance/service-accounts/default/identity?`));
-    t.ok(identity.some((p) => p.includes("format=full") && p.includes("licenses=TRUE") && p.includes(`audience=${aud}`)), `the ID token with format=full, licenses=TRUE and the audience unencoded (${identity.join(" ; ")})`);
+    t.ok(
+      identity.some((p) => p.includes("format=full") && p.includes("licenses=TRUE") && p.includes(`audience=${aud}`)),
+      `the ID token with format=full, licenses=TRUE and the audience unencoded (${identity.join(" ; ")})`,
+    );
   });
 
   t.test("without a service account: print-access-token prints the federated token", async (t) => {

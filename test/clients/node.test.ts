@@ -1,8 +1,19 @@
-import t from "tap";
 import fs from "node:fs";
 import path from "node:path";
-import { calls, claimsOf, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startStack, type Stack } from "../helpers/stack.js";
-import { CLOUD_PLATFORM, clientEnv, distIsFresh, FIXTURES, hostPortOf, run, tempDir, TOKEN_PATH, verifyGoogleJwt, writeCredentialFiles } from "../helpers/clients.js";
+import t from "tap";
+import {
+  CLOUD_PLATFORM,
+  clientEnv,
+  distIsFresh,
+  FIXTURES,
+  hostPortOf,
+  run,
+  TOKEN_PATH,
+  tempDir,
+  verifyGoogleJwt,
+  writeCredentialFiles,
+} from "../helpers/clients.js";
+import { calls, claimsOf, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Stack, startStack } from "../helpers/stack.js";
 
 // google-auth-library (v10, the project's dependency) in child processes, since
 // GoogleAuth caches environment detection per process: GCE_METADATA_HOST finds
@@ -30,7 +41,10 @@ t.test("Node google-auth-library", async (t) => {
   const hostPort = hostPortOf(s.url);
 
   const node = async (args: string[], extra: Record<string, string> = {}): Promise<NodeOut> => {
-    const r = await run(process.execPath, [SCRIPT, ...args], { env: clientEnv(hostPort, fs.mkdtempSync(path.join(dir, "cfg-")), extra), timeoutMs: 30_000 });
+    const r = await run(process.execPath, [SCRIPT, ...args], {
+      env: clientEnv(hostPort, fs.mkdtempSync(path.join(dir, "cfg-")), extra),
+      timeoutMs: 30_000,
+    });
     try {
       return JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as NodeOut;
     } catch {
@@ -38,7 +52,8 @@ t.test("Node google-auth-library", async (t) => {
     }
   };
   const served = async (q = "") => (JSON.parse((await s.get(`${TOKEN_PATH}${q}`)).text) as { access_token: string }).access_token;
-  const subjectSub = async () => claimsOf((JSON.parse((await s.get("/oci2gcp/v1/subject-token")).text) as { access_token: string }).access_token).sub as string;
+  const subjectSub = async () =>
+    claimsOf((JSON.parse((await s.get("/oci2gcp/v1/subject-token")).text) as { access_token: string }).access_token).sub as string;
 
   t.test("new GoogleAuth().getAccessToken() via GCE_METADATA_HOST returns the daemon's token", async (t) => {
     const out = await node(["adc"]);
@@ -87,7 +102,11 @@ t.test("Node google-auth-library", async (t) => {
     t.equal(info?.delegator, s.emu.google.principalFor(await subjectSub()), "minted for the pool principal of the OCI subject token");
     const after = await calls(s.emu);
     t.equal(after["google.sts.token"]! - (before["google.sts.token"] ?? 0), 1, "one STS exchange by the client");
-    t.equal(after["google.iam.generateAccessToken"]! - (before["google.iam.generateAccessToken"] ?? 0), 1, "one impersonation by the client");
+    t.equal(
+      after["google.iam.generateAccessToken"]! - (before["google.iam.generateAccessToken"] ?? 0),
+      1,
+      "one impersonation by the client",
+    );
   });
 
   t.test("GoogleAuth with GOOGLE_APPLICATION_CREDENTIALS naming the URL-sourced file", async (t) => {

@@ -1,14 +1,28 @@
-import t from "tap";
 import fs from "node:fs";
 import path from "node:path";
-import { calls, claimsOf, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startStack, type Stack } from "../helpers/stack.js";
-import { CLOUD_PLATFORM, clientEnv, distIsFresh, findGcloud, FIXTURES, hostPortOf, run, tempDir, TOKEN_PATH, verifyGoogleJwt, writeCredentialFiles } from "../helpers/clients.js";
+import t from "tap";
+import {
+  CLOUD_PLATFORM,
+  clientEnv,
+  distIsFresh,
+  FIXTURES,
+  findGcloud,
+  hostPortOf,
+  run,
+  TOKEN_PATH,
+  tempDir,
+  verifyGoogleJwt,
+  writeCredentialFiles,
+} from "../helpers/clients.js";
+import { calls, claimsOf, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Stack, startStack } from "../helpers/stack.js";
 
 // Python google-auth (the copy bundled with gcloud, with its own interpreter)
 // against the daemon: compute_engine via the metadata API, identity_pool with the
 // URL-sourced credential file and pluggable with the executable-sourced one.
 const gcloud = findGcloud();
-const skip = gcloud ? false : "gcloud is not installed (not on PATH): the Python google-auth tests use the copy bundled with google-cloud-cli";
+const skip = gcloud
+  ? false
+  : "gcloud is not installed (not on PATH): the Python google-auth tests use the copy bundled with google-cloud-cli";
 const SCRIPT = path.join(FIXTURES, "google_auth_client.py");
 const EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email";
 
@@ -26,7 +40,10 @@ interface PyOut {
 }
 
 t.test("Python google-auth", { skip }, async (t) => {
-  const info = await run(gcloud!, ["info", "--format=value(basic.python_location,installation.sdk_root)"], { timeoutMs: 45_000, env: clientEnv("127.0.0.1:9", tempDir("oci2gcp-py-info-")) });
+  const info = await run(gcloud!, ["info", "--format=value(basic.python_location,installation.sdk_root)"], {
+    timeoutMs: 45_000,
+    env: clientEnv("127.0.0.1:9", tempDir("oci2gcp-py-info-")),
+  });
   t.equal(info.code, 0, `gcloud info: ${info.stderr.slice(0, 300)}`);
   const [python, sdkRoot] = info.stdout.trim().split("\t") as [string, string];
   const thirdParty = path.join(sdkRoot, "lib/third_party");
@@ -43,7 +60,10 @@ t.test("Python google-auth", { skip }, async (t) => {
 
   const py = async (args: string[], extra: Record<string, string> = {}): Promise<PyOut> => {
     const cfg = fs.mkdtempSync(path.join(dir, "cfg-"));
-    const r = await run(python, [SCRIPT, ...args], { env: clientEnv(hostPort, cfg, { PYTHONPATH: thirdParty, ...extra }), timeoutMs: 45_000 });
+    const r = await run(python, [SCRIPT, ...args], {
+      env: clientEnv(hostPort, cfg, { PYTHONPATH: thirdParty, ...extra }),
+      timeoutMs: 45_000,
+    });
     try {
       return JSON.parse(r.stdout.trim().split("\n").pop() ?? "") as PyOut;
     } catch {
@@ -51,7 +71,8 @@ t.test("Python google-auth", { skip }, async (t) => {
     }
   };
   const served = async (q = "") => (JSON.parse((await s.get(`${TOKEN_PATH}${q}`)).text) as { access_token: string }).access_token;
-  const subjectSub = async () => claimsOf((JSON.parse((await s.get("/oci2gcp/v1/subject-token")).text) as { access_token: string }).access_token).sub as string;
+  const subjectSub = async () =>
+    claimsOf((JSON.parse((await s.get("/oci2gcp/v1/subject-token")).text) as { access_token: string }).access_token).sub as string;
 
   t.test("google.auth.default() finds the metadata server: compute_engine.Credentials gets the daemon's token", async (t) => {
     const out = await py(["adc"]);
@@ -68,7 +89,11 @@ t.test("Python google-auth", { skip }, async (t) => {
   t.test("google.auth.default(scopes=...) asks for those scopes", async (t) => {
     const out = await py(["adc-scopes"]);
     t.notOk(out.error, `no error: ${out.error}`);
-    t.same(s.emu.google.tokenInfo(out.token ?? "")?.scopes, [CLOUD_PLATFORM, EMAIL_SCOPE].sort(), "generateAccessToken was asked for the client's scopes");
+    t.same(
+      s.emu.google.tokenInfo(out.token ?? "")?.scopes,
+      [CLOUD_PLATFORM, EMAIL_SCOPE].sort(),
+      "generateAccessToken was asked for the client's scopes",
+    );
     t.equal(out.token, await served(`?scopes=${CLOUD_PLATFORM},${EMAIL_SCOPE}`), "the daemon's cached token for that scope set");
   });
 
@@ -116,7 +141,11 @@ t.test("Python google-auth", { skip }, async (t) => {
     }
     if (fresh.why) t.comment(fresh.why);
     const refused = await py(["pluggable", files.executable]);
-    t.match(refused.error, /GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES/, "without GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 the client refuses to run it");
+    t.match(
+      refused.error,
+      /GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES/,
+      "without GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 the client refuses to run it",
+    );
     const before = await calls(s.emu);
     const out = await py(["pluggable", files.executable], { GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES: "1" });
     t.notOk(out.error, `no error: ${out.error}`);

@@ -1,11 +1,11 @@
-import t from "tap";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import t from "tap";
 import { loadConfig } from "../../src/config/config.js";
-import { configReference, referenceBlock, replaceReferenceBlock, REFERENCE_END, REFERENCE_START } from "../../src/config/reference.js";
+import { configReference, REFERENCE_END, REFERENCE_START, referenceBlock, replaceReferenceBlock } from "../../src/config/reference.js";
 import { SETTINGS } from "../../src/config/settings.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -28,7 +28,11 @@ t.test("every setting has a row with its path, variables, flag and default", asy
     const c = cells(rows[i + 2]!);
     t.equal(c.length, 6, `${s.path}: six cells`);
     t.equal(c[0], `\`${s.path}\``, `${s.path}: path`);
-    t.same(c[1]!.split(", "), s.env.map((e) => `\`${e}\``), `${s.path}: environment variables`);
+    t.same(
+      c[1]!.split(", "),
+      s.env.map((e) => `\`${e}\``),
+      `${s.path}: environment variables`,
+    );
     t.equal(c[2], s.flag ? `\`${s.flag}\`` : "", `${s.path}: flag`);
     if (s.default !== undefined && !Array.isArray(s.default)) t.equal(c[4], `\`${s.default}\``, `${s.path}: default`);
     if (Array.isArray(s.default) && s.default.length) t.match(c[4], s.default[0]!, `${s.path}: list default`);
@@ -66,7 +70,9 @@ t.test("config/oci2gcp.example.json is a valid config: every key a setting, load
   // Every leaf of the file is a setting (loadConfig refuses unknown ones; this says which).
   const known = new Set(SETTINGS.map((s) => s.path));
   const leaves = (o: Record<string, unknown>, p = ""): string[] =>
-    Object.entries(o).flatMap(([k, v]) => (v && typeof v === "object" && !Array.isArray(v) ? leaves(v as Record<string, unknown>, `${p}${k}.`) : [`${p}${k}`]));
+    Object.entries(o).flatMap(([k, v]) =>
+      v && typeof v === "object" && !Array.isArray(v) ? leaves(v as Record<string, unknown>, `${p}${k}.`) : [`${p}${k}`],
+    );
   for (const leaf of leaves(JSON.parse(fs.readFileSync(file, "utf8")))) t.ok(known.has(leaf), `${leaf} is a setting`);
 });
 

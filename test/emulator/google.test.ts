@@ -1,14 +1,14 @@
-import t from "tap";
-import crypto from "node:crypto";
 import { execFile } from "node:child_process";
+import crypto from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { IdentityPoolClient, Impersonated, OAuth2Client } from "google-auth-library";
+import t from "tap";
 import { EmulatorServer, sleep } from "../../src/emulator/core.js";
+import { type GoogleEmulator, registerGoogle } from "../../src/emulator/google/index.js";
 import { decodeJwt, keyFromJwk, newRsaKey, nowSeconds, publicJwk, signJwt, verifyJwtSignature } from "../../src/emulator/jose.js";
-import { registerGoogle, type GoogleEmulator } from "../../src/emulator/google/index.js";
 
 const ISSUER = "https://identity.oraclecloud.com/";
 const DOMAIN = "https://idcs-0123456789abcdef.identity.oraclecloud.com";
@@ -43,7 +43,11 @@ t.beforeEach(() => {
 
 function subjectJwt(claims: Record<string, unknown> = {}, key = idpKey, kid: string | undefined = idpKid): string {
   const now = nowSeconds();
-  return signJwt({ iss: ISSUER, sub: SUB, aud: [DOMAIN, "urn:opc:lbaas:logicalguid=x"], sub_type: "instance", iat: now, exp: now + 3600, ...claims }, key, kid);
+  return signJwt(
+    { iss: ISSUER, sub: SUB, aud: [DOMAIN, "urn:opc:lbaas:logicalguid=x"], sub_type: "instance", iat: now, exp: now + 3600, ...claims },
+    key,
+    kid,
+  );
 }
 
 function stsForm(over: Record<string, string | undefined> = {}): string {
@@ -137,7 +141,10 @@ t.test("google-auth-library IdentityPoolClient with impersonation: one STS call,
   t.equal(info.email, SA);
   t.same(info.scopes, [CLOUD]);
   t.equal(info.delegator, google.principalFor(SUB));
-  t.equal(info.delegator, `principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/subject/${SUB}`);
+  t.equal(
+    info.delegator,
+    `principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/subject/${SUB}`,
+  );
   t.ok(Math.abs(info.expiresAt - nowSeconds() - 3600) <= 2);
   t.equal(client.credentials.expiry_date, info.expiresAt * 1000, "the client read expireTime exactly");
   await client.getAccessToken();
@@ -217,10 +224,17 @@ t.test("STS answer is exactly Google's shape, federated lifetime capped by the J
 t.test("STS rejections", async (t) => {
   const other = newRsaKey();
   stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({}, other) })), "invalid_grant", "Unable to verify the ID Token signature.");
-  stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({}, other, "unknown-kid") })), "invalid_grant", "Error connecting to the given credential's issuer.");
+  stsRejects(
+    t,
+    await sts(stsForm({ subject_token: subjectJwt({}, other, "unknown-kid") })),
+    "invalid_grant",
+    "Error connecting to the given credential's issuer.",
+  );
   stsRejects(t, await sts(stsForm({ subject_token: "not.a.jwt" })), "invalid_grant", "Unable to parse the ID Token.");
   const tampered = subjectJwt().split(".");
-  tampered[1] = Buffer.from(JSON.stringify({ iss: ISSUER, sub: "root", aud: DOMAIN, iat: nowSeconds(), exp: nowSeconds() + 60 })).toString("base64url");
+  tampered[1] = Buffer.from(JSON.stringify({ iss: ISSUER, sub: "root", aud: DOMAIN, iat: nowSeconds(), exp: nowSeconds() + 60 })).toString(
+    "base64url",
+  );
   stsRejects(t, await sts(stsForm({ subject_token: tampered.join(".") })), "invalid_grant", "Unable to verify the ID Token signature.");
   stsRejects(
     t,
@@ -241,22 +255,59 @@ t.test("STS rejections", async (t) => {
     "invalid_grant",
     `ID Token issued at ${now - 7200} is stale to sign-in.`,
   );
-  stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({ iat: now + 600, exp: now + 3600 }) })), "invalid_grant", /is stale to sign-in\.$/);
-  stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({ iat: undefined }) })), "invalid_grant", "ID Token issued at null is stale to sign-in.");
   stsRejects(
     t,
-    await sts(stsForm({ audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/nope" })),
+    await sts(stsForm({ subject_token: subjectJwt({ iat: now + 600, exp: now + 3600 }) })),
+    "invalid_grant",
+    /is stale to sign-in\.$/,
+  );
+  stsRejects(
+    t,
+    await sts(stsForm({ subject_token: subjectJwt({ iat: undefined }) })),
+    "invalid_grant",
+    "ID Token issued at null is stale to sign-in.",
+  );
+  stsRejects(
+    t,
+    await sts(
+      stsForm({ audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/nope" }),
+    ),
     "invalid_target",
     'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.',
   );
-  stsRejects(t, await sts(stsForm({ audience: `https:${google.audience}` })), "invalid_request", /^Invalid value for "audience"\. This value should be the full resource name/);
+  stsRejects(
+    t,
+    await sts(stsForm({ audience: `https:${google.audience}` })),
+    "invalid_request",
+    /^Invalid value for "audience"\. This value should be the full resource name/,
+  );
   stsRejects(t, await sts(stsForm({ grant_type: "client_credentials" })), "unsupported_grant_type", /grant_type/);
   stsRejects(t, await sts(stsForm({ grant_type: undefined })), "invalid_request", /grant_type/);
   stsRejects(t, await sts(stsForm({ subject_token: undefined })), "invalid_request", /subject_token/);
-  stsRejects(t, await sts(stsForm({ requested_token_type: "urn:ietf:params:oauth:token-type:id_token" })), "invalid_request", /requested_token_type/);
-  stsRejects(t, await sts(stsForm({ subject_token_type: "urn:ietf:params:oauth:token-type:saml2" })), "invalid_request", /subject_token_type/);
-  stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({ sub_type: "blocked" }) })), "unauthorized_client", "The given credential is rejected by the attribute condition.");
-  stsRejects(t, await sts(stsForm({ subject_token: subjectJwt({ sub: "x".repeat(128) }) })), "invalid_request", /exceeds the 127 bytes limit/);
+  stsRejects(
+    t,
+    await sts(stsForm({ requested_token_type: "urn:ietf:params:oauth:token-type:id_token" })),
+    "invalid_request",
+    /requested_token_type/,
+  );
+  stsRejects(
+    t,
+    await sts(stsForm({ subject_token_type: "urn:ietf:params:oauth:token-type:saml2" })),
+    "invalid_request",
+    /subject_token_type/,
+  );
+  stsRejects(
+    t,
+    await sts(stsForm({ subject_token: subjectJwt({ sub_type: "blocked" }) })),
+    "unauthorized_client",
+    "The given credential is rejected by the attribute condition.",
+  );
+  stsRejects(
+    t,
+    await sts(stsForm({ subject_token: subjectJwt({ sub: "x".repeat(128) }) })),
+    "invalid_request",
+    /exceeds the 127 bytes limit/,
+  );
   t.equal(server.calls["google.sts.token"], 18);
 
   // google-auth-library surfaces the OAuth error as Google's would be.
@@ -266,7 +317,9 @@ t.test("STS rejections", async (t) => {
     token_url: google.stsUrl,
     subject_token_supplier: { getSubjectToken: async () => subjectJwt({ aud: "nope" }) },
   });
-  await t.rejects(client.getAccessToken(), { message: "Error code invalid_grant: The audience in ID Token [nope] does not match the expected audience." });
+  await t.rejects(client.getAccessToken(), {
+    message: "Error code invalid_grant: The audience in ID Token [nope] does not match the expected audience.",
+  });
 });
 
 t.test("provider key rotation: an unknown kid makes STS fetch the JWKS again", async (t) => {
@@ -307,15 +360,51 @@ t.test("IAM Credentials rejections", async (t) => {
   );
   t.match(unknown.headers.get("www-authenticate"), /error="invalid_token"/);
   const notAllowed = await iam(OTHER_SA, "generateAccessToken", fed, { scope: [CLOUD] });
-  apiRejects(t, notAllowed, 403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).");
+  apiRejects(
+    t,
+    notAllowed,
+    403,
+    "PERMISSION_DENIED",
+    "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+  );
   t.equal(notAllowed.json.error.details[0].reason, "IAM_PERMISSION_DENIED");
   apiRejects(t, await iam(SA, "generateAccessToken", fed, {}), 400, "INVALID_ARGUMENT", "Request contains an invalid argument.");
   apiRejects(t, await iam(SA, "generateAccessToken", fed, { scope: [] }), 400, "INVALID_ARGUMENT", "Request contains an invalid argument.");
-  apiRejects(t, await iam(SA, "generateAccessToken", fed, { scope: ["https://my-service.a.run.app"] }), 400, "INVALID_ARGUMENT", "Request contains an invalid argument.");
-  apiRejects(t, await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: "3601s" }), 400, "INVALID_ARGUMENT", /can not have lifetimes of more than 1 hour/);
-  apiRejects(t, await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: "0s" }), 400, "INVALID_ARGUMENT", "Lifetime of access token must be larger then zero.");
-  apiRejects(t, await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: 3600 }), 400, "INVALID_ARGUMENT", /^Invalid value at 'lifetime'/);
-  apiRejects(t, await iam(SA, "generateAccessToken", fed, { scopes: [CLOUD] }), 400, "INVALID_ARGUMENT", 'Invalid JSON payload received. Unknown name "scopes": Cannot find field.');
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", fed, { scope: ["https://my-service.a.run.app"] }),
+    400,
+    "INVALID_ARGUMENT",
+    "Request contains an invalid argument.",
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: "3601s" }),
+    400,
+    "INVALID_ARGUMENT",
+    /can not have lifetimes of more than 1 hour/,
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: "0s" }),
+    400,
+    "INVALID_ARGUMENT",
+    "Lifetime of access token must be larger then zero.",
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", fed, { scope: [CLOUD], lifetime: 3600 }),
+    400,
+    "INVALID_ARGUMENT",
+    /^Invalid value at 'lifetime'/,
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", fed, { scopes: [CLOUD] }),
+    400,
+    "INVALID_ARGUMENT",
+    'Invalid JSON payload received. Unknown name "scopes": Cannot find field.',
+  );
   apiRejects(t, await iam(SA, "generateAccessToken", fed, "{not json"), 400, "INVALID_ARGUMENT", /^Invalid JSON payload received\./);
   apiRejects(
     t,
@@ -324,21 +413,49 @@ t.test("IAM Credentials rejections", async (t) => {
     "PERMISSION_DENIED",
     /iam\.serviceAccounts\.getAccessToken/,
   );
-  apiRejects(t, await iam(OTHER_SA, "generateIdToken", fed, { audience: "x" }), 403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getOpenIdToken' denied on resource (or it may not exist).");
-  apiRejects(t, await iam(SA, "generateIdToken", fed, { includeEmail: true }), 400, "INVALID_ARGUMENT", "Request contains an invalid argument.");
-  apiRejects(t, await iam(SA, "generateIdToken", "ya29.bogus", { audience: "x" }), 401, "UNAUTHENTICATED", /invalid authentication credentials/);
+  apiRejects(
+    t,
+    await iam(OTHER_SA, "generateIdToken", fed, { audience: "x" }),
+    403,
+    "PERMISSION_DENIED",
+    "Permission 'iam.serviceAccounts.getOpenIdToken' denied on resource (or it may not exist).",
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateIdToken", fed, { includeEmail: true }),
+    400,
+    "INVALID_ARGUMENT",
+    "Request contains an invalid argument.",
+  );
+  apiRejects(
+    t,
+    await iam(SA, "generateIdToken", "ya29.bogus", { audience: "x" }),
+    401,
+    "UNAUTHENTICATED",
+    /invalid authentication credentials/,
+  );
 });
 
 t.test("an expired federated token is refused (lifetimes are runtime settings)", async (t) => {
   const set = (v: Record<string, number | boolean>) =>
-    call(`${server.url}/_emulator/settings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ google: v }) });
+    call(`${server.url}/_emulator/settings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ google: v }),
+    });
   t.teardown(() => set({ federatedTokenSeconds: 3600 }));
   t.equal((await set({ federatedTokenSeconds: 1 })).status, 200);
   const r = await sts(stsForm());
   t.equal(r.json.expires_in, 1);
   await sleep(2100);
   t.equal(google.tokenInfo(r.json.access_token), undefined);
-  apiRejects(t, await iam(SA, "generateAccessToken", r.json.access_token, { scope: [CLOUD] }), 401, "UNAUTHENTICATED", /invalid authentication credentials/);
+  apiRejects(
+    t,
+    await iam(SA, "generateAccessToken", r.json.access_token, { scope: [CLOUD] }),
+    401,
+    "UNAUTHENTICATED",
+    /invalid authentication credentials/,
+  );
 });
 
 t.test("generateAccessToken: forms of the path, lifetime, delegation", async (t) => {
@@ -360,11 +477,19 @@ t.test("generateAccessToken: forms of the path, lifetime, delegation", async (t)
   t.same(google.tokenInfo(colon.json.accessToken)!.scopes, [CLOUD], '[""] means cloud-platform');
   const withEmail = await iam(SA, "generateAccessToken", fed, { scope: [CLOUD, "https://www.googleapis.com/auth/userinfo.email"] });
   const ti = await call(google.tokenInfoUrl, { method: "POST", headers: { authorization: `Bearer ${withEmail.json.accessToken}` } });
-  t.match(ti.json, { sub: google.uniqueId(SA), email: SA, email_verified: "true", scope: `${CLOUD} https://www.googleapis.com/auth/userinfo.email` });
+  t.match(ti.json, {
+    sub: google.uniqueId(SA),
+    email: SA,
+    email_verified: "true",
+    scope: `${CLOUD} https://www.googleapis.com/auth/userinfo.email`,
+  });
   const byId = await iam(google.uniqueId(SA), "generateAccessToken", fed, { scope: [CLOUD] });
   t.equal(byId.status, 200, "the SA's unique id works in the path");
   // An SA token (cloud-platform scope) can mint for an SA it may impersonate.
-  const chained = await iam(SA, "generateAccessToken", r.json.accessToken, { scope: [CLOUD], delegates: [`projects/-/serviceAccounts/${SA}`] });
+  const chained = await iam(SA, "generateAccessToken", r.json.accessToken, {
+    scope: [CLOUD],
+    delegates: [`projects/-/serviceAccounts/${SA}`],
+  });
   t.equal(chained.status, 200);
   t.equal(google.tokenInfo(chained.json.accessToken)!.delegator, SA);
   // The cap is a runtime setting.
@@ -447,13 +572,16 @@ async function gcloudPython(): Promise<{ python: string; sdkRoot: string } | und
 }
 const py = await gcloudPython();
 
-t.test("Python google-auth (bundled with gcloud) accepts the answers", { skip: py ? false : "gcloud is not installed: cannot run Python google-auth" }, async (t) => {
-  const { python, sdkRoot } = py!;
-  const dir = await mkdtemp(path.join(tmpdir(), "google-emu-"));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const tokenFile = path.join(dir, "subject.jwt");
-  await writeFile(tokenFile, subjectJwt());
-  const script = `
+t.test(
+  "Python google-auth (bundled with gcloud) accepts the answers",
+  { skip: py ? false : "gcloud is not installed: cannot run Python google-auth" },
+  async (t) => {
+    const { python, sdkRoot } = py!;
+    const dir = await mkdtemp(path.join(tmpdir(), "google-emu-"));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const tokenFile = path.join(dir, "subject.jwt");
+    await writeFile(tokenFile, subjectJwt());
+    const script = `
 import json, sys
 from google.auth import identity_pool, impersonated_credentials, iam
 from google.auth.transport.requests import Request
@@ -475,14 +603,22 @@ idc.refresh(req)
 claims = id_token.verify_token(idc.token, req, audience="py-aud", certs_url=cfg["base"] + "/oauth2/v1/certs")
 print(json.dumps({"token": sa.token, "expiry": sa.expiry.isoformat(), "email": claims["email"], "idexp": idc.expiry.isoformat()}))
 `;
-  const cfg = { audience: google.audience, sts: google.stsUrl, file: tokenFile, imp: iamUrl(SA, "generateAccessToken"), base: server.url, sa: SA };
-  const { stdout } = await exec(python, ["-c", script, JSON.stringify(cfg)], {
-    env: { ...process.env, PYTHONPATH: path.join(sdkRoot, "lib", "third_party"), NO_PROXY: "127.0.0.1", no_proxy: "127.0.0.1" },
-  });
-  const out = JSON.parse(stdout);
-  const info = google.tokenInfo(out.token)!;
-  t.equal(info.kind, "service_account");
-  t.equal(new Date(`${out.expiry}Z`).getTime(), info.expiresAt * 1000, "Python parsed expireTime exactly");
-  t.equal(out.email, SA, "Python verified the ID token against /oauth2/v1/certs");
-  t.equal(server.calls["google.iam.generateIdToken"], 1);
-});
+    const cfg = {
+      audience: google.audience,
+      sts: google.stsUrl,
+      file: tokenFile,
+      imp: iamUrl(SA, "generateAccessToken"),
+      base: server.url,
+      sa: SA,
+    };
+    const { stdout } = await exec(python, ["-c", script, JSON.stringify(cfg)], {
+      env: { ...process.env, PYTHONPATH: path.join(sdkRoot, "lib", "third_party"), NO_PROXY: "127.0.0.1", no_proxy: "127.0.0.1" },
+    });
+    const out = JSON.parse(stdout);
+    const info = google.tokenInfo(out.token)!;
+    t.equal(info.kind, "service_account");
+    t.equal(new Date(`${out.expiry}Z`).getTime(), info.expiresAt * 1000, "Python parsed expireTime exactly");
+    t.equal(out.email, SA, "Python verified the ID token against /oauth2/v1/certs");
+    t.equal(server.calls["google.iam.generateIdToken"], 1);
+  },
+);

@@ -1,4 +1,3 @@
-import t, { type Test } from "tap";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
@@ -6,9 +5,10 @@ import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import oci from "oci-common";
+import t, { type Test } from "tap";
 import { EmulatorServer } from "../../src/emulator/core.js";
 import { decodeJwt, keyFromJwk, verifyJwtSignature } from "../../src/emulator/jose.js";
-import { registerOci, type OciEmulator } from "../../src/emulator/oci/index.js";
+import { type OciEmulator, registerOci } from "../../src/emulator/oci/index.js";
 
 const FORM =
   "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&scope=urn%3Aopc%3Aidm%3A__myscopes__&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token";
@@ -69,7 +69,9 @@ function handSign(url: string, o: HandSign): Record<string, string> {
     "x-content-sha256": crypto.createHash("sha256").update(body).digest("base64"),
   };
   const list = o.list ?? [dh, "(request-target)", "host", "content-length", "content-type", "x-content-sha256"];
-  const lines = list.map((h) => (h === "(request-target)" ? `(request-target): post ${u.pathname}${u.search}` : `${h}: ${headers[h] ?? ""}`));
+  const lines = list.map((h) =>
+    h === "(request-target)" ? `(request-target): post ${u.pathname}${u.search}` : `${h}: ${headers[h] ?? ""}`,
+  );
   const sig = crypto.sign("sha256", Buffer.from(lines.join("\n")), o.key).toString("base64");
   headers.authorization = `Signature version="1",keyId="${o.keyId}",algorithm="rsa-sha256",headers="${list.join(" ")}",signature="${sig}"`;
   for (const h of o.omit ?? []) delete headers[h];
@@ -85,7 +87,9 @@ async function ociSignerExchange(em: OciEmulator, provider: any, body = FORM): P
   };
   await new oci.DefaultRequestSigner(provider).signHttpRequest(req as any);
   const headers: Record<string, string> = {};
-  req.headers.forEach((v, k) => (headers[k] = v));
+  req.headers.forEach((v, k) => {
+    headers[k] = v;
+  });
   return send(req.uri, "POST", headers, body);
 }
 
@@ -229,7 +233,12 @@ t.test("federation checks", async (t) => {
   const ok = await send(url, "POST", handSign(url, { ...common, keyId: `${em.tenancy}/fed-x509/${fp}` }), body);
   t.equal(ok.status, 200, ok.status === 200 ? "federation succeeds" : ok.text);
   t.type(ok.json.token, "string");
-  const upper = await send(url, "POST", handSign(url, { ...common, keyId: `${em.tenancy}/fed-x509/${fp.toUpperCase()}`, dateHeader: "x-date" }), body);
+  const upper = await send(
+    url,
+    "POST",
+    handSign(url, { ...common, keyId: `${em.tenancy}/fed-x509/${fp.toUpperCase()}`, dateHeader: "x-date" }),
+    body,
+  );
   t.equal(upper.status, 200, "fingerprint compared case-insensitively; x-date accepted");
   const wrongFp = await send(url, "POST", handSign(url, { ...common, keyId: `${em.tenancy}/fed-x509/${"00:".repeat(19)}00` }), body);
   t.equal(wrongFp.status, 401);
@@ -274,8 +283,20 @@ t.test("identity domain: API-key user via oci-common config file, and the hand s
 
   const url = `${em.domainUrl}/oauth2/v1/token`;
   const tampered = FORM.replace("__myscopes__", "__myscopez__");
-  await fail("tampered body", await send(url, "POST", handSign(url, { keyId, key }), tampered), 401, "invalid_client", /body digest mismatch/);
-  await fail("grant_type", await handExchange(em, { keyId, key, body: FORM.replace("token-exchange", "jwt-bearer") }), 400, "unsupported_grant_type", /grant_type/);
+  await fail(
+    "tampered body",
+    await send(url, "POST", handSign(url, { keyId, key }), tampered),
+    401,
+    "invalid_client",
+    /body digest mismatch/,
+  );
+  await fail(
+    "grant_type",
+    await handExchange(em, { keyId, key, body: FORM.replace("token-exchange", "jwt-bearer") }),
+    400,
+    "unsupported_grant_type",
+    /grant_type/,
+  );
   await fail(
     "requested_token_type",
     await handExchange(em, { keyId, key, body: FORM.replace("access_token", "id_token") }),
@@ -284,15 +305,32 @@ t.test("identity domain: API-key user via oci-common config file, and the hand s
     /requested_token_type/,
   );
   await fail("no scope", await handExchange(em, { keyId, key, body: FORM.replace(/&scope=[^&]*/, "") }), 400, "invalid_request", /scope/);
-  await fail("content type", await handExchange(em, { keyId, key, contentType: "application/json" }), 400, "invalid_request", /content-type/);
+  await fail(
+    "content type",
+    await handExchange(em, { keyId, key, contentType: "application/json" }),
+    400,
+    "invalid_request",
+    /content-type/,
+  );
   await fail(
     "missing date",
-    await handExchange(em, { keyId, key, list: ["(request-target)", "host", "content-length", "content-type", "x-content-sha256"], omit: ["date"] }),
+    await handExchange(em, {
+      keyId,
+      key,
+      list: ["(request-target)", "host", "content-length", "content-type", "x-content-sha256"],
+      omit: ["date"],
+    }),
     401,
     "invalid_client",
     /date or x-date/,
   );
-  await fail("date signed but not sent", await handExchange(em, { keyId, key, omit: ["date"] }), 401, "invalid_client", /"date" is not in the request/);
+  await fail(
+    "date signed but not sent",
+    await handExchange(em, { keyId, key, omit: ["date"] }),
+    401,
+    "invalid_client",
+    /"date" is not in the request/,
+  );
   await fail("stale date", await handExchange(em, { keyId, key, date: new Date(Date.now() - 600_000) }), 401, "invalid_client", /stale/);
   await fail(
     "headers list lacks x-content-sha256",
@@ -308,8 +346,20 @@ t.test("identity domain: API-key user via oci-common config file, and the hand s
     "invalid_client",
     /missing: \(request-target\), host/,
   );
-  await fail("unknown user", await handExchange(em, { keyId: `${u.tenancy}/ocid1.user.oc1..nobody/${u.fingerprint}`, key }), 401, "invalid_client", /unknown user/);
-  await fail("fed-x509 keyId", await handExchange(em, { keyId: `${u.tenancy}/fed-x509/${u.fingerprint}`, key }), 401, "invalid_client", /fed-x509/);
+  await fail(
+    "unknown user",
+    await handExchange(em, { keyId: `${u.tenancy}/ocid1.user.oc1..nobody/${u.fingerprint}`, key }),
+    401,
+    "invalid_client",
+    /unknown user/,
+  );
+  await fail(
+    "fed-x509 keyId",
+    await handExchange(em, { keyId: `${u.tenancy}/fed-x509/${u.fingerprint}`, key }),
+    401,
+    "invalid_client",
+    /fed-x509/,
+  );
   const forged = `ST$${decodeJwt(em.mintSessionToken().token)!.signingInput}.${Buffer.from("forged").toString("base64url")}`;
   await fail("forged security token", await handExchange(em, { keyId: forged, key }), 401, "invalid_client", /security token signature/);
 });
@@ -398,7 +448,12 @@ t.test("settings, faults and the call counters over HTTP", async (t) => {
   const u = em.createApiKeyUser();
   const keyId = `${u.tenancy}/${u.user}/${u.fingerprint}`;
 
-  const set = await send(`${ctl}/_emulator/settings`, "POST", { "content-type": "application/json" }, JSON.stringify({ oci: { domainTokenSeconds: 5 } }));
+  const set = await send(
+    `${ctl}/_emulator/settings`,
+    "POST",
+    { "content-type": "application/json" },
+    JSON.stringify({ oci: { domainTokenSeconds: 5 } }),
+  );
   t.equal(set.status, 200);
   t.equal(em.settings.domainTokenSeconds, 5);
   const short = await handExchange(em, { keyId, key: u.privateKeyPem });

@@ -1,5 +1,5 @@
-import crypto from "node:crypto";
 import { execFile } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -21,7 +21,11 @@ export interface RunResult {
 }
 
 /** Runs a program to completion (never through a shell), killing it after timeoutMs. */
-export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
+export function run(
+  file: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+): Promise<RunResult> {
   const started = Date.now();
   return new Promise((resolve) => {
     execFile(
@@ -58,7 +62,8 @@ export function findGcloud(): string | undefined {
 }
 
 /** Variables that would point a Google client somewhere else than the daemon under test. */
-const FOREIGN_ENV = /^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER_DETECTION$|GCP_|OCI2GCP_|https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|no_proxy$|NO_PROXY$|PYTHONPATH$|PYTHONHOME$|BOTO_)/;
+const FOREIGN_ENV =
+  /^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER_DETECTION$|GCP_|OCI2GCP_|https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|no_proxy$|NO_PROXY$|PYTHONPATH$|PYTHONHOME$|BOTO_)/;
 
 /** A clean environment for a Google client that can only find the daemon at hostPort, with its own gcloud config dir. */
 export function clientEnv(hostPort: string, configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -113,7 +118,8 @@ export function distIsFresh(): { ok: boolean; why?: string } {
     }
     return m;
   };
-  if (newest(path.join(ROOT, "src")) > newest(path.join(ROOT, "dist")) + 1000) return { ok: true, why: "dist/ is older than src/: the launcher runs the last build (`npm test` builds first)" };
+  if (newest(path.join(ROOT, "src")) > newest(path.join(ROOT, "dist")) + 1000)
+    return { ok: true, why: "dist/ is older than src/: the launcher runs the last build (`npm test` builds first)" };
   return { ok: true };
 }
 

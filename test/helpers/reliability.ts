@@ -4,19 +4,19 @@
  * against an emulator that is already running (several daemons can share one,
  * which saves the emulator's key generation per case), polling, and a seeded PRNG.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { loadConfig, type Config } from "../../src/config/config.js";
-import { startDaemon, type Daemon } from "../../src/daemon.js";
+import type { Test } from "tap";
+import { type Config, loadConfig } from "../../src/config/config.js";
+import { type Daemon, startDaemon } from "../../src/daemon.js";
 import type { Fault } from "../../src/emulator/core.js";
-import { daemonSettingsFor, DEMO_SERVICE_ACCOUNT, type Emulators } from "../../src/emulator/index.js";
+import { DEMO_SERVICE_ACCOUNT, daemonSettingsFor, type Emulators } from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
-import type { Test } from "tap";
 import { recordSecrets, SECRET_PATTERNS } from "./stack.js";
 
 /** The repository root. */
@@ -35,7 +35,11 @@ export type FaultSpec = Omit<Fault, "endpoint"> & { endpoint: Endpoint };
 
 /** POST /_emulator/faults; throws unless the emulator accepted it. */
 export async function fault(emu: Emulators, f: FaultSpec | FaultSpec[]): Promise<void> {
-  const res = await fetch(`${emu.url}/_emulator/faults`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(f) });
+  const res = await fetch(`${emu.url}/_emulator/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(f),
+  });
   const text = await res.text();
   if (res.status !== 201) throw new Error(`fault not accepted: HTTP ${res.status} ${text}`);
 }
@@ -48,11 +52,12 @@ export async function clearFaults(emu: Emulators): Promise<void> {
 }
 
 /** POST /_emulator/settings. */
-export async function emuSettings(
-  emu: Emulators,
-  s: { oci?: Record<string, number>; google?: Record<string, number> },
-): Promise<void> {
-  const res = await fetch(`${emu.url}/_emulator/settings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(s) });
+export async function emuSettings(emu: Emulators, s: { oci?: Record<string, number>; google?: Record<string, number> }): Promise<void> {
+  const res = await fetch(`${emu.url}/_emulator/settings`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(s),
+  });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`settings not accepted: HTTP ${res.status} ${text}`);
 }
@@ -134,7 +139,13 @@ export function leakedLines(text: string, secrets: Iterable<string>): string[] {
 /** A daemon (logging at trace into memory) against running emulators. */
 export async function startDaemonOn(
   emu: Emulators,
-  o: { overrides?: Record<string, unknown>; serviceAccounts?: string[]; logLevel?: string; warm?: boolean; principal?: TokenSource<SigningIdentity> } = {},
+  o: {
+    overrides?: Record<string, unknown>;
+    serviceAccounts?: string[];
+    logLevel?: string;
+    warm?: boolean;
+    principal?: TokenSource<SigningIdentity>;
+  } = {},
 ): Promise<TestDaemon> {
   const config = loadConfig({
     env: {},
@@ -285,7 +296,12 @@ export async function checkGarbageAnswer(
   o: { endpoint: Endpoint; body: string; hop: RegExp; hopField: RegExp; says: RegExp; recoverMs: number; everyMs: number },
 ): Promise<void> {
   const subject = "/oci2gcp/v1/subject-token";
-  await fault(d.emu, { endpoint: o.endpoint, status: 200, body: o.body, headers: { "content-type": o.body.startsWith("{") ? "application/json" : "text/html" } });
+  await fault(d.emu, {
+    endpoint: o.endpoint,
+    status: 200,
+    body: o.body,
+    headers: { "content-type": o.body.startsWith("{") ? "application/json" : "text/html" },
+  });
   const r = await d.get(subject);
   t.equal(r.status, 503, r.text);
   t.match(r.text, o.hop);

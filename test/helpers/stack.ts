@@ -3,9 +3,16 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { loadConfig, type Config } from "../../src/config/config.js";
-import { routeConsoleToLogger, startDaemon, type Daemon } from "../../src/daemon.js";
-import { daemonSettingsFor, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators, type EmulatorsOptions } from "../../src/emulator/index.js";
+import { type Config, loadConfig } from "../../src/config/config.js";
+import { type Daemon, routeConsoleToLogger, startDaemon } from "../../src/daemon.js";
+import {
+  DEMO_PROJECT_ID,
+  DEMO_SERVICE_ACCOUNT,
+  daemonSettingsFor,
+  type Emulators,
+  type EmulatorsOptions,
+  startEmulators,
+} from "../../src/emulator/index.js";
 import { createLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";

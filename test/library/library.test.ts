@@ -1,6 +1,6 @@
 import t from "tap";
-import { OciGoogleCredentials, ConfigError } from "../../src/index.js";
 import { DEMO_SERVICE_ACCOUNT, startEmulators } from "../../src/emulator/index.js";
+import { ConfigError, OciGoogleCredentials } from "../../src/index.js";
 import { claimsOf } from "../helpers/stack.js";
 
 t.test("in-process credentials from a resource principal, as in an OCI Function", async (t) => {
@@ -54,7 +54,12 @@ t.test("in-process credentials from a resource principal, as in an OCI Function"
 t.test("a clear configuration error, not a stack", async (t) => {
   t.throws(() => OciGoogleCredentials.fromEnvironment({ env: {} }), ConfigError);
   try {
-    OciGoogleCredentials.fromEnvironment({ env: { OCI_IAM_DOMAIN_URL: "idcs-x.identity.oraclecloud.com", GCP_AUDIENCE: "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/p/providers/q" } });
+    OciGoogleCredentials.fromEnvironment({
+      env: {
+        OCI_IAM_DOMAIN_URL: "idcs-x.identity.oraclecloud.com",
+        GCP_AUDIENCE: "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/p/providers/q",
+      },
+    });
     t.fail("should throw");
   } catch (e) {
     t.match((e as Error).message, /project NUMBER/);

@@ -1,13 +1,22 @@
-import t, { type Test } from "tap";
 import crypto from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import t, { type Test } from "tap";
 import type { Emulators } from "../../src/emulator/index.js";
 import { IdentityDomainTokenSource } from "../../src/oci/identity-domain.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import { HopError, type TokenSource } from "../../src/token/token-source.js";
 import { DEFAULT_RETRY } from "../../src/upstream/retry.js";
-import { calls, claimsOf, resetEmulators, startStack, startTestEmulators, verifyDomainJwt, type Stack, type StackOptions } from "../helpers/stack.js";
+import {
+  calls,
+  claimsOf,
+  resetEmulators,
+  type Stack,
+  type StackOptions,
+  startStack,
+  startTestEmulators,
+  verifyDomainJwt,
+} from "../helpers/stack.js";
 
 /**
  * The identity domain refuses, and the daemon says so: the hop, the HTTP status
@@ -31,7 +40,11 @@ async function stack(t: Test, o: StackOptions): Promise<Stack> {
 }
 
 /** A principal that always hands out the given key id and key, valid until `expiresAt`. */
-function fixedPrincipal(keyId: string, privateKey: crypto.KeyObject | string, expiresAt = Date.now() + 3600_000): TokenSource<SigningIdentity> & { calls: number } {
+function fixedPrincipal(
+  keyId: string,
+  privateKey: crypto.KeyObject | string,
+  expiresAt = Date.now() + 3600_000,
+): TokenSource<SigningIdentity> & { calls: number } {
   const key = typeof privateKey === "string" ? crypto.createPrivateKey(privateKey) : privateKey;
   const src = {
     calls: 0,
@@ -173,7 +186,10 @@ t.test("expired security token that the principal still believes valid", async (
     },
   });
   const f = await failure(t, s);
-  t.match(f.body.error_description, new RegExp(`HTTP 401: invalid_client: security token expired at ${new Date(expiredAt * 1000).toISOString().replace(/\./g, "\\.")}`));
+  t.match(
+    f.body.error_description,
+    new RegExp(`HTTP 401: invalid_client: security token expired at ${new Date(expiredAt * 1000).toISOString().replace(/\./g, "\\.")}`),
+  );
   const e = hopError(t, s);
   t.equal(e.status, 401);
   t.equal(e.upstreamError, "invalid_client");
@@ -182,7 +198,12 @@ t.test("expired security token that the principal still believes valid", async (
 t.test("wrong grant type (IdentityDomainTokenSource built directly)", async (t) => {
   const s = await stack(t, {});
   const principal = apiKeyPrincipal(s.emu);
-  const good = new IdentityDomainTokenSource(principal, { domainUrl: s.emu.oci.domainUrl, scope: "urn:opc:idm:__myscopes__", timeoutMs: 5000, retry: DEFAULT_RETRY });
+  const good = new IdentityDomainTokenSource(principal, {
+    domainUrl: s.emu.oci.domainUrl,
+    scope: "urn:opc:idm:__myscopes__",
+    timeoutMs: 5000,
+    retry: DEFAULT_RETRY,
+  });
   const tok = await good.token();
   t.equal((await verifyDomainJwt(s.emu, tok.value)).sub_type, "user", "the same principal succeeds with the right grant");
 
@@ -203,7 +224,10 @@ t.test("wrong grant type (IdentityDomainTokenSource built directly)", async (t) 
   t.equal(e.status, 400);
   t.equal(e.upstreamError, "unsupported_grant_type");
   t.equal(e.retryable, false);
-  t.match(e.message, /^identity domain: HTTP 400: unsupported_grant_type: grant_type must be urn:ietf:params:oauth:grant-type:token-exchange, got "urn:ietf:params:oauth:grant-type:jwt-bearer"/);
+  t.match(
+    e.message,
+    /^identity domain: HTTP 400: unsupported_grant_type: grant_type must be urn:ietf:params:oauth:grant-type:token-exchange, got "urn:ietf:params:oauth:grant-type:jwt-bearer"/,
+  );
   t.equal((await calls(s.emu))[TOKEN_ENDPOINT]! - before, 1, "a 400 is not retried");
 });
 
@@ -211,7 +235,12 @@ t.test("non-JSON error answer (HTML from a gateway), retried, then reported with
   const s = await stack(t, {
     principal: apiKeyPrincipal,
     configure: (emu) => {
-      emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 502, body: "<html><body><h1>502 Bad Gateway</h1>\n<p>upstream   gone</p></body></html>", count: 3 });
+      emu.server.addFault({
+        endpoint: TOKEN_ENDPOINT,
+        status: 502,
+        body: "<html><body><h1>502 Bad Gateway</h1>\n<p>upstream   gone</p></body></html>",
+        count: 3,
+      });
       return {};
     },
   });
@@ -250,7 +279,10 @@ t.test("OAuth error injected with a fault: status, error and description", async
     },
   });
   const f = await failure(t, s);
-  t.match(f.body.error_description, /the identity domain hop failed: HTTP 400: invalid_grant: The principal is not allowed to use this domain\./);
+  t.match(
+    f.body.error_description,
+    /the identity domain hop failed: HTTP 400: invalid_grant: The principal is not allowed to use this domain\./,
+  );
   const e = hopError(t, s);
   t.equal(e.status, 400);
   t.equal(e.upstreamError, "invalid_grant");
@@ -272,7 +304,12 @@ t.test("429 with Retry-After: the daemon's Retry-After is at least what the doma
   const s = await stack(t, {
     principal: apiKeyPrincipal,
     configure: (emu) => {
-      emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 429, body: '{"error":"slow_down","error_description":"too many requests"}', headers: { "retry-after": "17" } });
+      emu.server.addFault({
+        endpoint: TOKEN_ENDPOINT,
+        status: 429,
+        body: '{"error":"slow_down","error_description":"too many requests"}',
+        headers: { "retry-after": "17" },
+      });
       return {};
     },
   });
@@ -289,12 +326,22 @@ t.test("OCI principal failure: the federation refuses", async (t) => {
   const s = await stack(t, {
     overrides: { "upstream.attempts": 1 },
     configure: (emu) => {
-      emu.server.addFault({ endpoint: "oci.federation", status: 401, body: JSON.stringify({ code: "NotAuthenticated", message: "The required information to complete authentication was not provided." }) });
+      emu.server.addFault({
+        endpoint: "oci.federation",
+        status: 401,
+        body: JSON.stringify({
+          code: "NotAuthenticated",
+          message: "The required information to complete authentication was not provided.",
+        }),
+      });
       return {};
     },
   });
   const f = await failure(t, s, "OCI principal");
-  t.match(f.body.error_description, /instance principal: .*status: 401 \(HTTP 401: NotAuthenticated: The required information to complete authentication was not provided\.\)/);
+  t.match(
+    f.body.error_description,
+    /instance principal: .*status: 401 \(HTTP 401: NotAuthenticated: The required information to complete authentication was not provided\.\)/,
+  );
   const e = hopError(t, s);
   t.equal(e.hop, "OCI principal");
   t.equal(e.status, 401);
@@ -335,13 +382,24 @@ t.test("a session the identity domain calls expired is replaced once, not kept u
   const source: TokenSource<SigningIdentity> = {
     async token() {
       const st = n++ === 0 ? expired : fresh;
-      return { value: `ST$${st.token}`, keyId: `ST$${st.token}`, privateKey: crypto.createPrivateKey(st.privateKeyPem), expiresAt: Date.now() + 3600_000, obtainedAt: Date.now() };
+      return {
+        value: `ST$${st.token}`,
+        keyId: `ST$${st.token}`,
+        privateKey: crypto.createPrivateKey(st.privateKeyPem),
+        expiresAt: Date.now() + 3600_000,
+        obtainedAt: Date.now(),
+      };
     },
   };
   const { CachingTokenSource, DEFAULT_BACKOFF } = await import("../../src/token/cache.js");
   const principal = new CachingTokenSource(source, "OCI principal", { renewBeforeMs: 60_000, minRemainingMs: 10_000, ...DEFAULT_BACKOFF });
   t.teardown(() => principal.close());
-  const domain = new IdentityDomainTokenSource(principal, { domainUrl: emu.oci.domainUrl, scope: "urn:opc:idm:__myscopes__", timeoutMs: 5000, retry: DEFAULT_RETRY });
+  const domain = new IdentityDomainTokenSource(principal, {
+    domainUrl: emu.oci.domainUrl,
+    scope: "urn:opc:idm:__myscopes__",
+    timeoutMs: 5000,
+    retry: DEFAULT_RETRY,
+  });
   const tok = await domain.token();
   const claims = await verifyDomainJwt(emu, tok.value);
   t.equal(claims.sub_type, "user", "a verified domain JWT after replacing the session");

@@ -1,10 +1,20 @@
-import t, { type Test } from "tap";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
+import t, { type Test } from "tap";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 import type { Emulators } from "../../src/emulator/index.js";
-import { calls, claimsOf, resetEmulators, startStack, startTestEmulators, tempDir, verifyDomainJwt, type Stack, type StackOptions } from "../helpers/stack.js";
+import {
+  calls,
+  claimsOf,
+  resetEmulators,
+  type Stack,
+  type StackOptions,
+  startStack,
+  startTestEmulators,
+  tempDir,
+  verifyDomainJwt,
+} from "../helpers/stack.js";
 
 /**
  * Every principal kind, end to end over loopback HTTP: the daemon builds the
@@ -57,7 +67,11 @@ async function subjectClaims(t: Test, s: Stack): Promise<Record<string, unknown>
 
 t.test("instance principal (metadataUrl and federationUrl overrides)", async (t) => {
   const s = await stack(t, {
-    configure: (emu) => ({ "oci.principal": "instance", "oci.metadataUrl": emu.oci.metadataBaseUrl, "oci.federationUrl": emu.oci.federationEndpoint }),
+    configure: (emu) => ({
+      "oci.principal": "instance",
+      "oci.metadataUrl": emu.oci.metadataBaseUrl,
+      "oci.federationUrl": emu.oci.federationEndpoint,
+    }),
   });
   const c = await subjectClaims(t, s);
   t.equal(c.sub_type, "instance");
@@ -150,7 +164,12 @@ t.test("resource principal: region as a short code", async (t) => {
   const s = await stack(t, {
     configure: (emu) => {
       const rp = emu.oci.mintResourcePrincipal();
-      return { "oci.principal": "resource", "oci.resourcePrincipal.rpst": rp.rpst, "oci.resourcePrincipal.privateKey": rp.privateKeyPem, "oci.resourcePrincipal.region": "iad" };
+      return {
+        "oci.principal": "resource",
+        "oci.resourcePrincipal.rpst": rp.rpst,
+        "oci.resourcePrincipal.privateKey": rp.privateKeyPem,
+        "oci.resourcePrincipal.region": "iad",
+      };
     },
   });
   t.equal((await subjectClaims(t, s)).sub_type, "resource");
@@ -251,40 +270,49 @@ t.test("session token profile (security_token_file with a trailing newline)", as
 });
 
 for (const flaw of ["no security_token_file", "security_token_file missing"] as const) {
-  t.test(`session profile that loses its ${flaw === "no security_token_file" ? "security_token_file line" : "token file"} after start: the 503 names the hop and what is wrong`, async (t) => {
-    const d = dir(t);
-    let cfg = "";
-    let key = "";
-    let tok = "";
-    let tenancy = "";
-    const s = await stack(t, {
-      configure: (emu) => {
-        const st = emu.oci.mintSessionToken();
-        tenancy = emu.oci.tenancy;
-        key = write(path.join(d, "key.pem"), st.privateKeyPem);
-        tok = write(path.join(d, "token"), st.token);
-        cfg = write(path.join(d, "config"), `[DEFAULT]\nfingerprint=00:11\ntenancy=${tenancy}\nregion=us-ashburn-1\nkey_file=${key}\nsecurity_token_file=${tok}\n`);
-        return { "oci.principal": "session", "oci.configFile": cfg };
-      },
-    });
-    // Valid at start (config validation passed); then the profile changes under the daemon.
-    if (flaw === "no security_token_file") {
-      // A user line too: oci-common would then sign with the key id "ST$undefined".
-      write(cfg, `[DEFAULT]\nuser=ocid1.user.oc1..someone\nfingerprint=00:11\ntenancy=${tenancy}\nregion=us-ashburn-1\nkey_file=${key}\n`);
-    } else {
-      fs.rmSync(tok);
-    }
-    const r = await s.get(SUBJECT);
-    t.equal(r.status, 503);
-    t.ok(r.headers.get("retry-after"), "Retry-After");
-    const body = JSON.parse(r.text) as { error: string; error_description: string; hop: string };
-    t.equal(body.hop, "OCI principal");
-    t.match(body.error_description, /the OCI principal hop failed/);
-    if (flaw === "no security_token_file") t.match(body.error_description, /profile DEFAULT in .* has no security_token_file/);
-    else t.match(body.error_description, /security_token_file .*token.* cannot be read \(ENOENT\)/);
-    t.match(body.error_description, /oci session authenticate/);
-    t.equal((await calls(s.emu))["oci.identityDomain.token"], 0, "nothing reached the identity domain");
-  });
+  t.test(
+    `session profile that loses its ${flaw === "no security_token_file" ? "security_token_file line" : "token file"} after start: the 503 names the hop and what is wrong`,
+    async (t) => {
+      const d = dir(t);
+      let cfg = "";
+      let key = "";
+      let tok = "";
+      let tenancy = "";
+      const s = await stack(t, {
+        configure: (emu) => {
+          const st = emu.oci.mintSessionToken();
+          tenancy = emu.oci.tenancy;
+          key = write(path.join(d, "key.pem"), st.privateKeyPem);
+          tok = write(path.join(d, "token"), st.token);
+          cfg = write(
+            path.join(d, "config"),
+            `[DEFAULT]\nfingerprint=00:11\ntenancy=${tenancy}\nregion=us-ashburn-1\nkey_file=${key}\nsecurity_token_file=${tok}\n`,
+          );
+          return { "oci.principal": "session", "oci.configFile": cfg };
+        },
+      });
+      // Valid at start (config validation passed); then the profile changes under the daemon.
+      if (flaw === "no security_token_file") {
+        // A user line too: oci-common would then sign with the key id "ST$undefined".
+        write(
+          cfg,
+          `[DEFAULT]\nuser=ocid1.user.oc1..someone\nfingerprint=00:11\ntenancy=${tenancy}\nregion=us-ashburn-1\nkey_file=${key}\n`,
+        );
+      } else {
+        fs.rmSync(tok);
+      }
+      const r = await s.get(SUBJECT);
+      t.equal(r.status, 503);
+      t.ok(r.headers.get("retry-after"), "Retry-After");
+      const body = JSON.parse(r.text) as { error: string; error_description: string; hop: string };
+      t.equal(body.hop, "OCI principal");
+      t.match(body.error_description, /the OCI principal hop failed/);
+      if (flaw === "no security_token_file") t.match(body.error_description, /profile DEFAULT in .* has no security_token_file/);
+      else t.match(body.error_description, /security_token_file .*token.* cannot be read \(ENOENT\)/);
+      t.match(body.error_description, /oci session authenticate/);
+      t.equal((await calls(s.emu))["oci.identityDomain.token"], 0, "nothing reached the identity domain");
+    },
+  );
 }
 
 t.test("config errors name the setting when material is missing", async (t) => {
@@ -304,25 +332,62 @@ t.test("config errors name the setting when material is missing", async (t) => {
   };
   const expectProblem = (name: string, overrides: Record<string, unknown>, re: RegExp) => {
     const p = problems(overrides);
-    t.ok(p.some((x) => re.test(x)), `${name}: ${re} in ${JSON.stringify(p)}`);
+    t.ok(
+      p.some((x) => re.test(x)),
+      `${name}: ${re} in ${JSON.stringify(p)}`,
+    );
   };
   const missing = path.join(d, "missing");
   const present = write(path.join(d, "present"), "x");
 
   t.same(problems({ "oci.principal": "instance" }), [], "instance with defaults is valid");
   expectProblem("instance: no metadata URL", { "oci.principal": "instance", "oci.metadataUrl": "" }, /^oci\.metadataUrl .*not a URL/);
-  expectProblem("instance: plain http federation", { "oci.principal": "instance", "oci.federationUrl": "http://auth.example.com" }, /^oci\.federationUrl .*https/);
+  expectProblem(
+    "instance: plain http federation",
+    { "oci.principal": "instance", "oci.federationUrl": "http://auth.example.com" },
+    /^oci\.federationUrl .*https/,
+  );
 
-  const rp = { "oci.principal": "resource", "oci.resourcePrincipal.rpst": "x.y.z", "oci.resourcePrincipal.privateKey": "PEM", "oci.resourcePrincipal.region": "iad" };
+  const rp = {
+    "oci.principal": "resource",
+    "oci.resourcePrincipal.rpst": "x.y.z",
+    "oci.resourcePrincipal.privateKey": "PEM",
+    "oci.resourcePrincipal.region": "iad",
+  };
   t.same(problems(rp), [], "complete resource principal is valid");
-  expectProblem("resource: no RPST", { ...rp, "oci.resourcePrincipal.rpst": undefined }, /OCI_RESOURCE_PRINCIPAL_RPST.*oci\.resourcePrincipal\.rpst/);
-  expectProblem("resource: no key", { ...rp, "oci.resourcePrincipal.privateKey": undefined }, /OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM.*oci\.resourcePrincipal\.privateKey/);
-  expectProblem("resource: no region", { ...rp, "oci.resourcePrincipal.region": undefined }, /OCI_RESOURCE_PRINCIPAL_REGION.*oci\.resourcePrincipal\.region/);
-  expectProblem("resource: RPST file missing", { ...rp, "oci.resourcePrincipal.rpst": missing }, /^oci\.resourcePrincipal\.rpst: cannot read .*ENOENT/);
-  expectProblem("resource: key file missing", { ...rp, "oci.resourcePrincipal.privateKey": missing }, /^oci\.resourcePrincipal\.privateKey: cannot read/);
+  expectProblem(
+    "resource: no RPST",
+    { ...rp, "oci.resourcePrincipal.rpst": undefined },
+    /OCI_RESOURCE_PRINCIPAL_RPST.*oci\.resourcePrincipal\.rpst/,
+  );
+  expectProblem(
+    "resource: no key",
+    { ...rp, "oci.resourcePrincipal.privateKey": undefined },
+    /OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM.*oci\.resourcePrincipal\.privateKey/,
+  );
+  expectProblem(
+    "resource: no region",
+    { ...rp, "oci.resourcePrincipal.region": undefined },
+    /OCI_RESOURCE_PRINCIPAL_REGION.*oci\.resourcePrincipal\.region/,
+  );
+  expectProblem(
+    "resource: RPST file missing",
+    { ...rp, "oci.resourcePrincipal.rpst": missing },
+    /^oci\.resourcePrincipal\.rpst: cannot read .*ENOENT/,
+  );
+  expectProblem(
+    "resource: key file missing",
+    { ...rp, "oci.resourcePrincipal.privateKey": missing },
+    /^oci\.resourcePrincipal\.privateKey: cannot read/,
+  );
   t.equal(problems({ "oci.principal": "resource" }).length, 3, "all three missing are reported at once");
 
-  const oke = { "oci.principal": "oke-workload", "oci.oke.serviceHost": "10.0.0.1", "oci.oke.caCertPath": present, "oci.oke.tokenPath": present };
+  const oke = {
+    "oci.principal": "oke-workload",
+    "oci.oke.serviceHost": "10.0.0.1",
+    "oci.oke.caCertPath": present,
+    "oci.oke.tokenPath": present,
+  };
   t.same(problems(oke), [], "complete OKE settings are valid");
   expectProblem("oke: no host", { ...oke, "oci.oke.serviceHost": undefined }, /KUBERNETES_SERVICE_HOST.*oci\.oke\.serviceHost/);
   expectProblem("oke: no CA", { ...oke, "oci.oke.caCertPath": missing }, /^oci\.oke\.caCertPath: cannot read/);
@@ -330,15 +395,33 @@ t.test("config errors name the setting when material is missing", async (t) => {
 
   const profileFile = (body: string) => write(path.join(d, `config-${crypto.randomUUID()}`), body);
   const apiKeyProfile = profileFile(`[DEFAULT]\nuser=u\nfingerprint=f\ntenancy=t\nregion=us-ashburn-1\nkey_file=${present}\n`);
-  const sessionProfile = profileFile(`[DEFAULT]\nfingerprint=f\ntenancy=t\nregion=us-ashburn-1\nkey_file=${present}\nsecurity_token_file=${present}\n`);
+  const sessionProfile = profileFile(
+    `[DEFAULT]\nfingerprint=f\ntenancy=t\nregion=us-ashburn-1\nkey_file=${present}\nsecurity_token_file=${present}\n`,
+  );
   t.same(problems({ "oci.principal": "config-file", "oci.configFile": apiKeyProfile }), [], "config-file with a complete profile is valid");
   t.same(problems({ "oci.principal": "session", "oci.configFile": sessionProfile }), [], "session with a complete profile is valid");
   for (const kind of ["config-file", "session"]) {
-    expectProblem(`${kind}: no config file`, { "oci.principal": kind, "oci.configFile": missing }, /^oci\.configFile: cannot read .*ENOENT/);
-    expectProblem(`${kind}: no such profile`, { "oci.principal": kind, "oci.configFile": sessionProfile, "oci.profile": "work" }, /^oci\.profile: there is no \[work\] profile/);
-    expectProblem(`${kind}: key file missing`, { "oci.principal": kind, "oci.configFile": profileFile(`[DEFAULT]\nsecurity_token_file=${present}\nkey_file=${missing}\n`) }, /key_file of profile DEFAULT: cannot read .*ENOENT/);
+    expectProblem(
+      `${kind}: no config file`,
+      { "oci.principal": kind, "oci.configFile": missing },
+      /^oci\.configFile: cannot read .*ENOENT/,
+    );
+    expectProblem(
+      `${kind}: no such profile`,
+      { "oci.principal": kind, "oci.configFile": sessionProfile, "oci.profile": "work" },
+      /^oci\.profile: there is no \[work\] profile/,
+    );
+    expectProblem(
+      `${kind}: key file missing`,
+      { "oci.principal": kind, "oci.configFile": profileFile(`[DEFAULT]\nsecurity_token_file=${present}\nkey_file=${missing}\n`) },
+      /key_file of profile DEFAULT: cannot read .*ENOENT/,
+    );
   }
-  expectProblem("session: no security_token_file", { "oci.principal": "session", "oci.configFile": apiKeyProfile }, /profile in .* has no security_token_file/);
+  expectProblem(
+    "session: no security_token_file",
+    { "oci.principal": "session", "oci.configFile": apiKeyProfile },
+    /profile in .* has no security_token_file/,
+  );
   t.throws(() => loadConfig({ env: {}, overrides: { ...base, "oci.principal": "session", "oci.configFile": missing } }), ConfigError);
   const envProblems = (env: Record<string, string>): string[] => {
     try {
@@ -349,9 +432,25 @@ t.test("config errors name the setting when material is missing", async (t) => {
     }
     return [];
   };
-  t.match(envProblems({ OCI2GCP_PRINCIPAL: "laptop" }), [/^oci\.principal \(\$OCI2GCP_PRINCIPAL\) is "laptop"; it must be one of: instance, resource/]);
+  t.match(envProblems({ OCI2GCP_PRINCIPAL: "laptop" }), [
+    /^oci\.principal \(\$OCI2GCP_PRINCIPAL\) is "laptop"; it must be one of: instance, resource/,
+  ]);
   // Nothing of the resource principal in the environment at all (not just one value).
-  t.equal(envProblems({ OCI2GCP_PRINCIPAL: "resource" }).length, 3, "resource principal from an empty environment: three problems, no crash");
-  t.same(envProblems({ OCI2GCP_PRINCIPAL: "resource", OCI_RESOURCE_PRINCIPAL_RPST: "a.b.c", OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM: "PEM", OCI_RESOURCE_PRINCIPAL_REGION: "iad" }), []);
-  t.match(envProblems({ OCI2GCP_PRINCIPAL: "oke-workload", OCI2GCP_OKE_CA_CERT: present, OCI2GCP_OKE_SA_TOKEN: present }), [/KUBERNETES_SERVICE_HOST/]);
+  t.equal(
+    envProblems({ OCI2GCP_PRINCIPAL: "resource" }).length,
+    3,
+    "resource principal from an empty environment: three problems, no crash",
+  );
+  t.same(
+    envProblems({
+      OCI2GCP_PRINCIPAL: "resource",
+      OCI_RESOURCE_PRINCIPAL_RPST: "a.b.c",
+      OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM: "PEM",
+      OCI_RESOURCE_PRINCIPAL_REGION: "iad",
+    }),
+    [],
+  );
+  t.match(envProblems({ OCI2GCP_PRINCIPAL: "oke-workload", OCI2GCP_OKE_CA_CERT: present, OCI2GCP_OKE_SA_TOKEN: present }), [
+    /KUBERNETES_SERVICE_HOST/,
+  ]);
 });

@@ -1,6 +1,6 @@
-import t, { type Test } from "tap";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BudgetExceededError, CachingTokenSource, type CachePolicy } from "../../src/token/cache.js";
+import t, { type Test } from "tap";
+import { BudgetExceededError, type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
 import { HopError, type Token, type TokenSource } from "../../src/token/token-source.js";
 import { calls, claimsOf, startStack } from "../helpers/stack.js";
 
@@ -64,7 +64,11 @@ t.test("short lifetimes: renewed ahead of expiry, once per cycle, never an expir
   t.same(failures, [], "no request failed");
   t.ok(seen.length > 50, `many answers (${seen.length})`);
   const expired = seen.filter((x) => x.exp * 1000 <= x.at);
-  t.same(expired.map((x) => `${x.exp * 1000 - x.at} ms`), [], "no answer carried an expired token");
+  t.same(
+    expired.map((x) => `${x.exp * 1000 - x.at} ms`),
+    [],
+    "no answer carried an expired token",
+  );
   t.comment(`least time left on arrival: ${Math.min(...seen.map((x) => x.exp * 1000 - x.at))} ms (floor 1 s at hand-out)`);
 
   // Distinct tokens in order of first appearance.
@@ -82,7 +86,10 @@ t.test("short lifetimes: renewed ahead of expiry, once per cycle, never an expir
   // A renewal every half lifetime (about 3 s) over 20 s: 6 or 7 in all, fewer on a loaded machine, never a storm.
   t.ok(firsts.length >= 4 && firsts.length <= 9, `${firsts.length} distinct domain tokens in ${DURATION} ms`);
   const exchanges = c["oci.identityDomain.token"]!;
-  t.ok(exchanges >= firsts.length && exchanges <= firsts.length + 1, `one exchange per token (${exchanges} exchanges, ${firsts.length} tokens)`);
+  t.ok(
+    exchanges >= firsts.length && exchanges <= firsts.length + 1,
+    `one exchange per token (${exchanges} exchanges, ${firsts.length} tokens)`,
+  );
   // Security tokens of 10 s renewed 3 s ahead: about every 7 s.
   const fed = c["oci.federation"]!;
   t.ok(fed >= 2 && fed <= 5, `federation renewed once per cycle (${fed} calls in ${DURATION} ms)`);
@@ -181,9 +188,15 @@ t.test("cache: single flight under 100 concurrent callers", async (t) => {
   const first = tok(HOUR);
   src.pending[0]!.resolve(first);
   const got = await Promise.all(waiting);
-  t.ok(got.every((x) => x === first), "all 100 get the token of that call");
+  t.ok(
+    got.every((x) => x === first),
+    "all 100 get the token of that call",
+  );
   const again = await Promise.all(Array.from({ length: 100 }, () => c.token()));
-  t.ok(again.every((x) => x === first), "then served from the cache");
+  t.ok(
+    again.every((x) => x === first),
+    "then served from the cache",
+  );
   t.equal(src.calls, 1, "still one upstream call");
 });
 
@@ -202,7 +215,10 @@ t.test("cache: background renewal in the window, old token served meanwhile", as
 
   clock.advance(2000); // inside the window: 599 s left
   const during = await Promise.all(Array.from({ length: 50 }, () => c.token()));
-  t.ok(during.every((x) => x === first), "callers get the old token at once, without waiting for the renewal");
+  t.ok(
+    during.every((x) => x === first),
+    "callers get the old token at once, without waiting for the renewal",
+  );
   await flush();
   t.equal(src.calls, 2, "one background renewal for 50 callers");
   t.equal(c.state().refreshing, true);
@@ -419,7 +435,12 @@ t.test("cache: an upstream token already below the floor is an error, not a toke
 
 t.test("cache: the renewal timer runs only while the token is in use (real time)", async (t) => {
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", { renewBeforeMs: 300, minRemainingMs: 50, minBackoffMs: 100, maxBackoffMs: 1000 });
+  const c = new CachingTokenSource(src, "identity domain", {
+    renewBeforeMs: 300,
+    minRemainingMs: 50,
+    minBackoffMs: 100,
+    maxBackoffMs: 1000,
+  });
   t.teardown(() => c.close());
   src.auto = () => tok(600);
   await c.token();

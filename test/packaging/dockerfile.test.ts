@@ -1,9 +1,9 @@
-import t from "tap";
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import t from "tap";
 import { startStack } from "../helpers/stack.js";
 
 const run = promisify(execFile);
@@ -67,7 +67,10 @@ t.test("two stages, both on Node 24", async (t) => {
   t.ok(stages.length >= 2, "multi-stage");
   t.equal(build.name, "build");
   for (const s of stages) t.match(s.from, /^node:24(-|$)/, `stage ${s.name}: a Node 24 image (${s.from})`);
-  t.ok(all(runtime, "COPY").length > 0 && all(runtime, "COPY").every((c) => c.args.startsWith("--from=build ")), "the runtime stage copies only what the build stage made");
+  t.ok(
+    all(runtime, "COPY").length > 0 && all(runtime, "COPY").every((c) => c.args.startsWith("--from=build ")),
+    "the runtime stage copies only what the build stage made",
+  );
 });
 
 t.test("the build stage installs, compiles and prunes", async (t) => {
@@ -77,7 +80,10 @@ t.test("the build stage installs, compiles and prunes", async (t) => {
   t.ok(at(/\bnpm run build\b/) > at(/\bnpm ci\b/), "npm run build after it");
   t.ok(at(/\bnpm prune --omit=dev\b/) >= at(/\bnpm run build\b/), "then npm prune --omit=dev");
   const copies = all(build, "COPY").map((c) => c.args);
-  t.ok(copies.findIndex((c) => /package-lock\.json/.test(c)) < copies.findIndex((c) => /\bsrc\b/.test(c)), "dependencies are installed before the sources are copied (layer reuse)");
+  t.ok(
+    copies.findIndex((c) => /package-lock\.json/.test(c)) < copies.findIndex((c) => /\bsrc\b/.test(c)),
+    "dependencies are installed before the sources are copied (layer reuse)",
+  );
   if (runs.some((r) => /npm ci\b.*--ignore-scripts/.test(r))) {
     // Safe only while no dependency needs its install script.
     const lock = fs.readFileSync(path.join(root, "package-lock.json"), "utf8");
@@ -96,7 +102,9 @@ t.test("the runtime stage: non-root, port, health check, entry point, loopback d
   t.equal(last(runtime, "EXPOSE")?.args, "8181");
   t.same(JSON.parse(last(runtime, "ENTRYPOINT")!.args), ["node", "/app/bin/oci2gcp.js"]);
   t.same(JSON.parse(last(runtime, "CMD")!.args), ["serve"]);
-  const env = all(runtime, "ENV").map((e) => e.args).join(" ");
+  const env = all(runtime, "ENV")
+    .map((e) => e.args)
+    .join(" ");
   t.match(env, /\bOCI2GCP_HOST=127\.0\.0\.1\b/, "listens on loopback unless told otherwise");
   const hc = last(runtime, "HEALTHCHECK")!;
   t.ok(hc, "HEALTHCHECK present");
@@ -137,11 +145,17 @@ t.test(".dockerignore lets in exactly what the Dockerfile copies from the contex
   const fromContext = stages
     .flatMap((s) => all(s, "COPY"))
     .filter((c) => !c.args.startsWith("--from="))
-    .flatMap((c) => c.args.split(/\s+/).filter((a) => !a.startsWith("--")).slice(0, -1));
+    .flatMap((c) =>
+      c.args
+        .split(/\s+/)
+        .filter((a) => !a.startsWith("--"))
+        .slice(0, -1),
+    );
   t.ok(fromContext.length > 0);
   for (const src of fromContext) {
     t.ok(allowed.has(src.replace(/\/$/, "")), `${src} is in the build context`);
     t.ok(fs.existsSync(path.join(root, src)), `${src} exists`);
   }
-  for (const secretish of [".git", "node_modules", "dist", ".tap", "config", "test"]) t.notOk(allowed.has(secretish), `${secretish} stays out of the context`);
+  for (const secretish of [".git", "node_modules", "dist", ".tap", "config", "test"])
+    t.notOk(allowed.has(secretish), `${secretish} stays out of the context`);
 });

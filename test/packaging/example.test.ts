@@ -1,10 +1,10 @@
-import t from "tap";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import t from "tap";
 import { parse as parseYaml } from "yaml";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, startEmulators, type Emulators } from "../../src/emulator/index.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../src/emulator/index.js";
 import * as api from "../../src/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -92,7 +92,10 @@ t.test("func.js: wires the FDK to the handler with OciGoogleCredentials.fromEnvi
   const fdkDir = path.join(dir, "node_modules/@fnproject/fdk");
   fs.mkdirSync(fdkDir, { recursive: true });
   fs.writeFileSync(path.join(fdkDir, "package.json"), JSON.stringify({ name: "@fnproject/fdk", main: "fn-fdk.js" }));
-  fs.writeFileSync(path.join(fdkDir, "fn-fdk.js"), "exports.handle = (fn) => { globalThis.__fnHandlers = [...(globalThis.__fnHandlers || []), fn]; };\n");
+  fs.writeFileSync(
+    path.join(fdkDir, "fn-fdk.js"),
+    "exports.handle = (fn) => { globalThis.__fnHandlers = [...(globalThis.__fnHandlers || []), fn]; };\n",
+  );
   fs.symlinkSync(root, path.join(dir, "node_modules/oci2gcp"), "dir");
   t.ok(fs.existsSync(path.join(root, "dist/index.js")), "the package is built (npm test runs tsc first)");
 
@@ -112,7 +115,10 @@ t.test("func.js: wires the FDK to the handler with OciGoogleCredentials.fromEnvi
   const handlers = (globalThis as { __fnHandlers?: Handler[] }).__fnHandlers ?? [];
   t.equal(handlers.length, 1, "func.js hands exactly one handler to fdk.handle");
   const out = await handlers[0]!({}, { config: {} });
-  t.same(out.buckets.map((b) => b.name), ["bucket-a"]);
+  t.same(
+    out.buckets.map((b) => b.name),
+    ["bucket-a"],
+  );
   t.equal(storage.seen[0]!.email, DEMO_SERVICE_ACCOUNT);
 });
 
@@ -135,10 +141,14 @@ t.test("the function's files: package.json, func.yaml and the API names func.js 
   t.ok(nodeMajor(fn.build_image) >= needed && nodeMajor(fn.run_image) >= needed, `FDK images with node >= ${needed}`);
 
   const src = fs.readFileSync(path.join(fnDir, "func.js"), "utf8");
-  const imported = /import\s*\{([^}]+)\}\s*from\s*"oci2gcp"/.exec(src)![1]!.split(",").map((s) => s.trim());
+  const imported = /import\s*\{([^}]+)\}\s*from\s*"oci2gcp"/
+    .exec(src)![1]!
+    .split(",")
+    .map((s) => s.trim());
   for (const name of imported) t.ok(name in api, `oci2gcp exports ${name}`);
   t.match(src, /OciGoogleCredentials\.fromEnvironment\(/);
   t.ok(typeof api.OciGoogleCredentials.fromEnvironment === "function");
   const handler = fs.readFileSync(path.join(fnDir, "handler.js"), "utf8");
-  for (const m of handler.matchAll(/creds\.(\w+)/g)) t.ok(m[1]! in api.OciGoogleCredentials.prototype || m[1] === "config", `OciGoogleCredentials has ${m[1]}`);
+  for (const m of handler.matchAll(/creds\.(\w+)/g))
+    t.ok(m[1]! in api.OciGoogleCredentials.prototype || m[1] === "config", `OciGoogleCredentials has ${m[1]}`);
 });

@@ -1,8 +1,8 @@
-import t, { type Test } from "tap";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import t, { type Test } from "tap";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../src/config/config.js";
 import { SETTINGS } from "../../src/config/settings.js";
@@ -19,7 +19,8 @@ function load(file: string): Obj[] {
 }
 const kind = (docs: Obj[], k: string) => docs.filter((d) => d.kind === k);
 const settingDefault = (p: string) => SETTINGS.find((s) => s.path === p)!.default as string;
-const envOf = (c: Obj): Record<string, string> => Object.fromEntries((c.env ?? []).filter((e: Obj) => "value" in e).map((e: Obj) => [e.name, String(e.value)]));
+const envOf = (c: Obj): Record<string, string> =>
+  Object.fromEntries((c.env ?? []).filter((e: Obj) => "value" in e).map((e: Obj) => [e.name, String(e.value)]));
 
 /** What every container of these manifests must have, whatever it runs. */
 function checkHardened(t: Test, where: string, pod: Obj, c: Obj): void {
@@ -50,14 +51,22 @@ t.test("daemonset.yaml: node daemon on the node's loopback, hardened, configured
   t.ok(ds && cm && ns, "a Namespace, a ConfigMap and a DaemonSet");
   t.equal(ds!.metadata.namespace, ns!.metadata.name);
   t.equal(cm!.metadata.namespace, ns!.metadata.name);
-  t.equal(ns!.metadata.labels["pod-security.kubernetes.io/enforce"], "privileged", "hostNetwork needs the privileged Pod Security level, in a namespace of its own");
+  t.equal(
+    ns!.metadata.labels["pod-security.kubernetes.io/enforce"],
+    "privileged",
+    "hostNetwork needs the privileged Pod Security level, in a namespace of its own",
+  );
 
   const pod = ds!.spec.template.spec;
   t.equal(pod.hostNetwork, true, "hostNetwork: the node's 127.0.0.1");
   t.equal(pod.dnsPolicy, "ClusterFirstWithHostNet");
   t.equal(pod.automountServiceAccountToken, false, "the instance principal needs no Kubernetes token");
   t.equal(pod.securityContext.runAsUser, imageUid, "the image's user");
-  t.same(ds!.spec.selector.matchLabels, Object.fromEntries(Object.entries(ds!.spec.template.metadata.labels).filter(([k]) => k in ds!.spec.selector.matchLabels)), "selector matches the template");
+  t.same(
+    ds!.spec.selector.matchLabels,
+    Object.fromEntries(Object.entries(ds!.spec.template.metadata.labels).filter(([k]) => k in ds!.spec.selector.matchLabels)),
+    "selector matches the template",
+  );
 
   t.equal(pod.containers.length, 1);
   const c = pod.containers[0];
@@ -65,7 +74,10 @@ t.test("daemonset.yaml: node daemon on the node's loopback, hardened, configured
   checkResources(t, "oci2gcp", c);
   t.notOk(envOf(c).OCI2GCP_ALLOW_NON_LOOPBACK, "no non-loopback listening unless the operator opts in");
   t.notOk(envOf(c).OCI2GCP_HOST, "the listen address comes from the config");
-  for (const [probe, p] of [["livenessProbe", "/healthz"], ["readinessProbe", "/readyz"]] as const) {
+  for (const [probe, p] of [
+    ["livenessProbe", "/healthz"],
+    ["readinessProbe", "/readyz"],
+  ] as const) {
     t.equal(c[probe]?.httpGet?.path, p, `${probe} asks ${p}`);
     t.equal(c[probe]?.httpGet?.host, "127.0.0.1", `${probe} asks the node's loopback, where the daemon listens`);
     t.equal(c[probe]?.httpGet?.port, 8181);
@@ -124,7 +136,10 @@ t.test("sidecar.yaml: per-pod daemon with the OKE workload identity, the app poi
     t.notOk(envOf(app).OCI2GCP_PRINCIPAL);
   }
   // Probes run inside the container, on the loopback address it listens on.
-  for (const [probe, p] of [["livenessProbe", "/healthz"], ["readinessProbe", "/readyz"]] as const) {
+  for (const [probe, p] of [
+    ["livenessProbe", "/healthz"],
+    ["readinessProbe", "/readyz"],
+  ] as const) {
     const cmd: string[] = daemon[probe]?.exec?.command ?? [];
     t.equal(cmd[0], "node", `${probe}: exec node`);
     t.match(cmd.join(" "), `http://127.0.0.1:${port}${p}`, `${probe} asks ${p}`);
@@ -140,8 +155,15 @@ t.test("sidecar.yaml: per-pod daemon with the OKE workload identity, the app poi
   const vol = pod.volumes.find((v: Obj) => v.name === mount.name);
   const sources: Obj[] = vol.projected.sources;
   t.equal(sources.find((s) => s.serviceAccountToken)?.serviceAccountToken.path, path.basename(tokenPath));
-  t.ok(sources.find((s) => s.configMap?.items?.some((i: Obj) => i.path === path.basename(caPath))), "the cluster CA beside it");
-  for (const app of apps) t.notOk((app.volumeMounts ?? []).some((m: Obj) => m.name === mount.name), `${app.name} does not get the token`);
+  t.ok(
+    sources.find((s) => s.configMap?.items?.some((i: Obj) => i.path === path.basename(caPath))),
+    "the cluster CA beside it",
+  );
+  for (const app of apps)
+    t.notOk(
+      (app.volumeMounts ?? []).some((m: Obj) => m.name === mount.name),
+      `${app.name} does not get the token`,
+    );
 
   // The daemon's environment is a valid configuration (Kubernetes adds KUBERNETES_SERVICE_HOST).
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "oci2gcp-sa-"));

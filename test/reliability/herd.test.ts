@@ -4,9 +4,9 @@
  * hop (single flight at every level of the chain).
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
-import { calls } from "../helpers/stack.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { clearFaults, fault, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
+import { calls } from "../helpers/stack.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://herd.example.com";
@@ -51,7 +51,13 @@ t.test(`${CLIENTS} concurrent clients, every hop 2-3 s slow: one upstream call p
   const ids = new Set(results.filter((r) => r.i % 2 === 1).map((r) => r.text));
   t.equal(access.size, 1, "every access-token client got the same token");
   t.equal(ids.size, 1, "every ID-token client got the same token");
-  for (const e of ["oci.federation", "oci.identityDomain.token", "google.sts.token", "google.iam.generateAccessToken", "google.iam.generateIdToken"]) {
+  for (const e of [
+    "oci.federation",
+    "oci.identityDomain.token",
+    "google.sts.token",
+    "google.iam.generateAccessToken",
+    "google.iam.generateIdToken",
+  ]) {
     t.equal(after[e]! - before[e]!, 1, `exactly one call to ${e}`);
   }
   // The chain's latency is 2 + 2.5 + 3 + 2 s: the herd waited once for it, not in turns.
@@ -65,7 +71,9 @@ t.test(`${CLIENTS} concurrent clients on a warm cache while a slow renewal is un
   // A new scope set: cold for generateAccessToken only, the rest of the chain is cached.
   await fault(emu, { endpoint: "google.iam.generateAccessToken", latencyMs: 3000 });
   const before = await calls(emu);
-  const cold = fetch(`${d.url}${TOKEN}?scopes=https://www.googleapis.com/auth/devstorage.read_only`, { headers: { "metadata-flavor": "Google" } }).then(async (r) => ({
+  const cold = fetch(`${d.url}${TOKEN}?scopes=https://www.googleapis.com/auth/devstorage.read_only`, {
+    headers: { "metadata-flavor": "Google" },
+  }).then(async (r) => ({
     status: r.status,
     text: await r.text(),
     at: Date.now(),

@@ -8,9 +8,19 @@
  * daemon on the shared emulator.
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
+import {
+  checkGarbageAnswer,
+  clearFaults,
+  type Endpoint,
+  fakeJwt,
+  fault,
+  recordCallTimes,
+  startDaemonOn,
+  type TestDaemon,
+  waitFor,
+} from "../helpers/reliability.js";
 import { calls } from "../helpers/stack.js";
-import { checkGarbageAnswer, clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
 
 const TIMEOUT_MS = 2000;
 const ATTEMPTS = 3;
@@ -74,7 +84,11 @@ t.test("OCI federation (oci.federation)", async (t) => {
     // Clients keep asking; after the cache's backoff a second round is attempted, and
     // every attempt of it must reach the auth service (no circuit breaker refusing it).
     const principal = d.daemon.chain.principal;
-    const second = await waitFor(async () => (await d.get(SUBJECT)).status === 503 && (await count(E)) - before >= 6 && !principal.state().refreshing, 10_000, 200);
+    const second = await waitFor(
+      async () => (await d.get(SUBJECT)).status === 503 && (await count(E)) - before >= 6 && !principal.state().refreshing,
+      10_000,
+      200,
+    );
     t.ok(second, "a second round of three attempts reached the auth service");
     t.equal((await count(E)) - before, 6);
     await clearFaults(emu);
@@ -105,7 +119,12 @@ t.test("OCI federation (oci.federation)", async (t) => {
   t.test("401 is not retried", async (t) => {
     const d = await daemon();
     const before = await count(E);
-    await fault(emu, { endpoint: E, status: 401, body: JSON.stringify({ code: "NotAuthenticated", message: "The required information to complete authentication was not provided." }), headers: json });
+    await fault(emu, {
+      endpoint: E,
+      status: 401,
+      body: JSON.stringify({ code: "NotAuthenticated", message: "The required information to complete authentication was not provided." }),
+      headers: json,
+    });
     const r = await d.get(SUBJECT);
     t.equal(r.status, 503);
     t.match(r.text, HOP);
@@ -139,14 +158,25 @@ t.test("OCI federation (oci.federation) answering garbage", async (t) => {
     ["JSON without a token", "{}", /security token is not a JWT with an exp claim/],
     ["a token that is not a JWT", JSON.stringify({ token: "not-a-jwt" }), /security token is not a JWT with an exp claim/],
     ["an expired token", JSON.stringify({ token: fakeJwt({ sub: "x", exp: now() - 60 }) }), /security token expired at/],
-    ["a token with an absurd exp", JSON.stringify({ token: fakeJwt({ sub: "x", exp: now() + 10 * 365 * 86400 }) }), /security token expires \S+, more than a day away: check this machine's clock/],
+    [
+      "a token with an absurd exp",
+      JSON.stringify({ token: fakeJwt({ sub: "x", exp: now() + 10 * 365 * 86400 }) }),
+      /security token expires \S+, more than a day away: check this machine's clock/,
+    ],
   ];
   for (const [what, body, says] of garbage) {
     t.test(`200 with garbage: ${what}`, async (t) => {
-      await checkGarbageAnswer(t, await daemon(), { endpoint: E, body, hop: HOP, hopField: HOP_FIELD, says, recoverMs: 8000, everyMs: 250 });
+      await checkGarbageAnswer(t, await daemon(), {
+        endpoint: E,
+        body,
+        hop: HOP,
+        hopField: HOP_FIELD,
+        says,
+        recoverMs: 8000,
+        everyMs: 250,
+      });
     });
   }
-
 });
 
 t.test("no secret in the trace-level logs of any daemon", async (t) => {

@@ -6,9 +6,18 @@
  * tokens again once the fault is gone, and logs no secret at trace level.
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
+import {
+  clearFaults,
+  type Endpoint,
+  fakeJwt,
+  fault,
+  recordCallTimes,
+  startDaemonOn,
+  type TestDaemon,
+  waitFor,
+} from "../helpers/reliability.js";
 import { calls } from "../helpers/stack.js";
-import { clearFaults, fault, fakeJwt, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
 
 const TIMEOUT_MS = 800;
 const ATTEMPTS = 3;
@@ -66,11 +75,28 @@ const hops: Hop[] = [
     hop: /the STS hop failed/,
     fresh: () => fed.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.sts${++n}`),
     garbage: [
-      ["non-JSON body", "<html>upstream proxy error</html>", /STS hop failed: token exchange failed: HTTP 200 with a body that is not a JSON object/],
+      [
+        "non-JSON body",
+        "<html>upstream proxy error</html>",
+        /STS hop failed: token exchange failed: HTTP 200 with a body that is not a JSON object/,
+      ],
       ["JSON without fields", "{}", /without an access_token/],
-      ["expires_in 0", JSON.stringify({ access_token: "ya29.zero", token_type: "Bearer", issued_token_type: "urn:ietf:params:oauth:token-type:access_token", expires_in: 0 }), /lifetime is 0/],
+      [
+        "expires_in 0",
+        JSON.stringify({
+          access_token: "ya29.zero",
+          token_type: "Bearer",
+          issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+          expires_in: 0,
+        }),
+        /lifetime is 0/,
+      ],
       ["expires_in negative", JSON.stringify({ access_token: "ya29.neg", token_type: "Bearer", expires_in: -30 }), /lifetime is -30/],
-      ["expires_in absurd", JSON.stringify({ access_token: "ya29.huge", token_type: "Bearer", expires_in: 10 ** 12 }), /lifetime is 1000000000000/],
+      [
+        "expires_in absurd",
+        JSON.stringify({ access_token: "ya29.huge", token_type: "Bearer", expires_in: 10 ** 12 }),
+        /lifetime is 1000000000000/,
+      ],
       ["expires_in a string", JSON.stringify({ access_token: "ya29.str", token_type: "Bearer", expires_in: "3600" }), /lifetime is "3600"/],
     ],
   },
@@ -81,9 +107,21 @@ const hops: Hop[] = [
     garbage: [
       ["non-JSON body", "Service Unavailable", /failed: HTTP 200 with a body that is not a JSON object: Service Unavailable/],
       ["JSON without fields", "{}", /generateAccessToken for oci-workload@\S+ answered without an accessToken/],
-      ["expireTime in the past", JSON.stringify({ accessToken: "ya29.past", expireTime: "2001-01-01T00:00:00Z" }), /lifetime is -[\d.]+, not between/],
-      ["expireTime absurd", JSON.stringify({ accessToken: "ya29.far", expireTime: "2999-01-01T00:00:00Z" }), /lifetime is \d[\d.]*, not between/],
-      ["expireTime not a time", JSON.stringify({ accessToken: "ya29.bad", expireTime: "soon" }), /generateAccessToken for oci-workload@\S+ answered without a valid expireTime/],
+      [
+        "expireTime in the past",
+        JSON.stringify({ accessToken: "ya29.past", expireTime: "2001-01-01T00:00:00Z" }),
+        /lifetime is -[\d.]+, not between/,
+      ],
+      [
+        "expireTime absurd",
+        JSON.stringify({ accessToken: "ya29.far", expireTime: "2999-01-01T00:00:00Z" }),
+        /lifetime is \d[\d.]*, not between/,
+      ],
+      [
+        "expireTime not a time",
+        JSON.stringify({ accessToken: "ya29.bad", expireTime: "soon" }),
+        /generateAccessToken for oci-workload@\S+ answered without a valid expireTime/,
+      ],
     ],
   },
   {
@@ -95,8 +133,16 @@ const hops: Hop[] = [
       ["JSON without fields", "{}", /generateIdToken for oci-workload@\S+ answered with something that is not a JWT/],
       ["a JWT that does not parse", JSON.stringify({ token: "eyJhbGciOi.this-is-not.base64-json" }), /not a JWT/],
       ["a JWT without exp", JSON.stringify({ token: fakeJwt({ iss: "https://accounts.google.com", aud: "x" }) }), /not a JWT/],
-      ["an expired JWT", JSON.stringify({ token: fakeJwt({ exp: Math.floor(Date.now() / 1000) - 60 }) }), /lifetime is -[\d.]+, not between/],
-      ["a JWT with an absurd exp", JSON.stringify({ token: fakeJwt({ exp: Math.floor(Date.now() / 1000) + 10 * 365 * 86400 }) }), /lifetime is \d[\d.]*, not between/],
+      [
+        "an expired JWT",
+        JSON.stringify({ token: fakeJwt({ exp: Math.floor(Date.now() / 1000) - 60 }) }),
+        /lifetime is -[\d.]+, not between/,
+      ],
+      [
+        "a JWT with an absurd exp",
+        JSON.stringify({ token: fakeJwt({ exp: Math.floor(Date.now() / 1000) + 10 * 365 * 86400 }) }),
+        /lifetime is \d[\d.]*, not between/,
+      ],
     ],
   },
 ];
@@ -159,7 +205,12 @@ for (const h of hops) {
       t.test(`200 with garbage: ${what}`, async (t) => {
         // JSON is labelled as JSON, as a real (if broken) server would; anything else as HTML.
         const json = isJson(body);
-        await fault(emu, { endpoint: h.endpoint, status: 200, body, headers: { "content-type": json ? "application/json; charset=utf-8" : "text/html" } });
+        await fault(emu, {
+          endpoint: h.endpoint,
+          status: 200,
+          body,
+          headers: { "content-type": json ? "application/json; charset=utf-8" : "text/html" },
+        });
         const r = await h.fresh();
         t.equal(r.status, 503, r.text);
         t.match(r.text, h.hop);
@@ -183,7 +234,11 @@ for (const h of hops) {
       const r = await h.fresh();
       t.equal(r.status, 503, r.text);
       t.match(r.text, h.hop);
-      t.match(r.text, /failed: (?:UND_ERR_SOCKET|ECONNRESET|socket hang up|other side closed)/, "the socket error, not a bare \"fetch failed\"");
+      t.match(
+        r.text,
+        /failed: (?:UND_ERR_SOCKET|ECONNRESET|socket hang up|other side closed)/,
+        'the socket error, not a bare "fetch failed"',
+      );
       await clearFaults(emu);
     });
 

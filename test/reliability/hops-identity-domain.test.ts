@@ -8,11 +8,21 @@
  * on the shared emulator; they all share one (cached) OCI principal.
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
+import {
+  checkGarbageAnswer,
+  clearFaults,
+  type Endpoint,
+  fakeJwt,
+  fault,
+  recordCallTimes,
+  startDaemonOn,
+  type TestDaemon,
+  waitFor,
+} from "../helpers/reliability.js";
 import { calls } from "../helpers/stack.js";
-import { checkGarbageAnswer, clearFaults, fakeJwt, fault, recordCallTimes, startDaemonOn, waitFor, type Endpoint, type TestDaemon } from "../helpers/reliability.js";
 
 const TIMEOUT_MS = 800;
 const ATTEMPTS = 3;
@@ -34,7 +44,8 @@ t.before(async () => {
   base = await startDaemonOn(emu);
   daemons.push(base);
   let last = { status: 0, text: "" };
-  if (!(await waitFor(async () => (last = await base.get(SUBJECT)).status === 200, 30_000, 500))) throw new Error(`warm-up failed: ${last.status} ${last.text}`);
+  if (!(await waitFor(async () => (last = await base.get(SUBJECT)).status === 200, 30_000, 500)))
+    throw new Error(`warm-up failed: ${last.status} ${last.text}`);
 });
 t.teardown(async () => {
   for (const d of daemons) await d.close();
@@ -43,7 +54,9 @@ t.teardown(async () => {
 
 /** A fresh daemon; `sharedPrincipal` makes it use the base daemon's (cached) OCI principal. */
 async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<TestDaemon> {
-  const principal: TokenSource<SigningIdentity> | undefined = sharedPrincipal ? { token: () => base.daemon.chain.principal.token() } : undefined;
+  const principal: TokenSource<SigningIdentity> | undefined = sharedPrincipal
+    ? { token: () => base.daemon.chain.principal.token() }
+    : undefined;
   const d = await startDaemonOn(emu, { overrides: { ...overrides, ...extra }, principal });
   daemons.push(d);
   return d;
@@ -118,15 +131,43 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
   const garbage: [string, () => string, RegExp][] = [
     ["non-JSON body", () => "<html><body>Bad gateway</body></html>", /HTTP 200 with a body that is not JSON/],
     ["JSON without fields", () => "{}", /HTTP 200 without an access_token/],
-    ["an access_token that is not a JWT", () => JSON.stringify({ access_token: "abc.def", token_type: "Bearer", expires_in: 3600 }), /access_token is not a JWT/],
-    ["a JWT whose payload does not parse", () => JSON.stringify({ access_token: "eyJhbGciOiJSUzI1NiJ9.%%%%.sig", expires_in: 3600 }), /access_token is not a JWT/],
+    [
+      "an access_token that is not a JWT",
+      () => JSON.stringify({ access_token: "abc.def", token_type: "Bearer", expires_in: 3600 }),
+      /access_token is not a JWT/,
+    ],
+    [
+      "a JWT whose payload does not parse",
+      () => JSON.stringify({ access_token: "eyJhbGciOiJSUzI1NiJ9.%%%%.sig", expires_in: 3600 }),
+      /access_token is not a JWT/,
+    ],
     ["a JWT without exp", () => JSON.stringify({ access_token: jwt({}), expires_in: 3600 }), /no numeric exp claim/],
     ["expires_in 0", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: 0 }), /expires_in is 0, not a lifetime/],
-    ["expires_in negative", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: -3600 }), /expires_in is -3600, not a lifetime/],
-    ["expires_in absurd", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: 10 ** 9 }), /expires_in is 1000000000, not a lifetime/],
-    ["expires_in not a number", () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "3600" }), /expires_in is "3600", not a lifetime/],
-    ["an expired JWT", () => JSON.stringify({ access_token: jwt({ exp: now() - 600 }) }), /expired 60\d s ago on arrival: check this machine's clock/],
-    ["a JWT with an exp years away", () => JSON.stringify({ access_token: jwt({ exp: now() + 5 * 365 * 86400 }) }), /exp is more than a day away: check this machine's clock/],
+    [
+      "expires_in negative",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: -3600 }),
+      /expires_in is -3600, not a lifetime/,
+    ],
+    [
+      "expires_in absurd",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: 10 ** 9 }),
+      /expires_in is 1000000000, not a lifetime/,
+    ],
+    [
+      "expires_in not a number",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "3600" }),
+      /expires_in is "3600", not a lifetime/,
+    ],
+    [
+      "an expired JWT",
+      () => JSON.stringify({ access_token: jwt({ exp: now() - 600 }) }),
+      /expired 60\d s ago on arrival: check this machine's clock/,
+    ],
+    [
+      "a JWT with an exp years away",
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 5 * 365 * 86400 }) }),
+      /exp is more than a day away: check this machine's clock/,
+    ],
     [
       "clock skew: exp and expires_in disagree by minutes",
       () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 + 600, iat: now() }), expires_in: 3600 }),
@@ -140,7 +181,15 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
   ];
   for (const [what, make, says] of garbage) {
     t.test(`200 with garbage: ${what}`, async (t) => {
-      await checkGarbageAnswer(t, await daemon(true), { endpoint: E, body: make(), hop: HOP, hopField: HOP_FIELD, says, recoverMs: 5000, everyMs: 200 });
+      await checkGarbageAnswer(t, await daemon(true), {
+        endpoint: E,
+        body: make(),
+        hop: HOP,
+        hopField: HOP_FIELD,
+        says,
+        recoverMs: 5000,
+        everyMs: 200,
+      });
     });
   }
 

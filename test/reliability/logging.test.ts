@@ -3,13 +3,14 @@
  * $OCI2GCP_LOG_LEVEL are honoured (the flag winning), debug-level lines appear
  * exactly when asked for, and even at trace level no line holds a secret.
  */
-import t from "tap";
+
 import fs from "node:fs";
 import path from "node:path";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import t from "tap";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh } from "../helpers/clients.js";
+import { type Child, cleanEnv, emulatorOverrides, leakedLines, sleep, spawnCli, writeConfigFile } from "../helpers/reliability.js";
 import { tempDir } from "../helpers/stack.js";
-import { cleanEnv, emulatorOverrides, leakedLines, sleep, spawnCli, writeConfigFile, type Child } from "../helpers/reliability.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 let emu: Emulators;
@@ -41,7 +42,11 @@ interface Outcome {
  * Runs the command until its daemon has served a token to a client (found from its
  * log, or from the demo's banner), then stops it with SIGTERM.
  */
-async function runUntilServed(args: string[], env: Record<string, string>, urlFrom: (c: Child) => Promise<string | undefined>): Promise<Outcome> {
+async function runUntilServed(
+  args: string[],
+  env: Record<string, string>,
+  urlFrom: (c: Child) => Promise<string | undefined>,
+): Promise<Outcome> {
   const child = spawnCli(args, cleanEnv(env));
   children.push(child);
   const secrets: string[] = [];
@@ -57,7 +62,13 @@ async function runUntilServed(args: string[], env: Record<string, string>, urlFr
     child.proc.kill("SIGTERM");
   }
   const exit = await Promise.race([child.exited, sleep(15_000).then(() => undefined)]);
-  return { code: exit?.code ?? null, lines: child.lines.filter((l): l is Record<string, unknown> => typeof l === "object"), stdout: child.stdout(), stderr: child.stderr(), secrets };
+  return {
+    code: exit?.code ?? null,
+    lines: child.lines.filter((l): l is Record<string, unknown> => typeof l === "object"),
+    stdout: child.stdout(),
+    stderr: child.stderr(),
+    secrets,
+  };
 }
 
 /** `serve`: its URL is in the "oci2gcp serving" line (logged at info), or at warn not at all: then ask the port. */
@@ -80,8 +91,16 @@ const debugLines = (o: Outcome) => o.lines.filter((l) => (l.level as number) <= 
 t.test("serve --log-level trace: debug lines about renewals and requests, no secret", async (t) => {
   const o = await runUntilServed(["serve", "--config", configFile, "--log-level", "trace"], {}, serveUrl);
   t.equal(o.code, 0);
-  t.ok(o.lines.some((l) => l.level === 20 && l.msg === "token renewed"), "renewals are logged at debug");
-  t.ok(o.lines.some((l) => l.level === 20 && l.msg === "request" && l.route === "/computeMetadata/v1/instance/service-accounts/:account/token"), "requests are logged at debug");
+  t.ok(
+    o.lines.some((l) => l.level === 20 && l.msg === "token renewed"),
+    "renewals are logged at debug",
+  );
+  t.ok(
+    o.lines.some(
+      (l) => l.level === 20 && l.msg === "request" && l.route === "/computeMetadata/v1/instance/service-accounts/:account/token",
+    ),
+    "requests are logged at debug",
+  );
   t.same(leakedLines(o.stdout, o.secrets), [], "no secret at trace level");
   t.same(leakedLines(o.stderr, o.secrets), []);
 });
@@ -102,7 +121,11 @@ t.test("serve with $OCI2GCP_LOG_LEVEL=warn: no info or debug lines", async (t) =
     return undefined;
   });
   t.equal(o.code, 0);
-  t.same([...levels(o)].filter((l) => l < 40), [], "nothing below warn");
+  t.same(
+    [...levels(o)].filter((l) => l < 40),
+    [],
+    "nothing below warn",
+  );
 });
 
 t.test("--log-level wins over $OCI2GCP_LOG_LEVEL", async (t) => {
@@ -126,7 +149,10 @@ t.test("an unknown level is a configuration error naming the setting", async (t)
 t.test("demo --log-level trace, and demo with $OCI2GCP_LOG_LEVEL=debug", async (t) => {
   const trace = await runUntilServed(["demo", "--port", "0", "--log-level", "trace"], {}, demoUrl);
   t.equal(trace.code, 0, "demo exits 0 on SIGTERM");
-  t.ok(trace.lines.some((l) => l.level === 20 && l.msg === "token renewed"), "--log-level trace: debug lines");
+  t.ok(
+    trace.lines.some((l) => l.level === 20 && l.msg === "token renewed"),
+    "--log-level trace: debug lines",
+  );
   t.same(leakedLines(trace.stdout, trace.secrets), [], "no secret at trace level");
 
   const debug = await runUntilServed(["demo", "--port", "0"], { OCI2GCP_LOG_LEVEL: "debug" }, demoUrl);

@@ -6,8 +6,17 @@
  * place of a good token, never a secret in the trace-level log.
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
-import { clearFaults, emuSettings, fault, recordCallTimes, sleep, startDaemonOn, waitFor, type TestDaemon } from "../helpers/reliability.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
+import {
+  clearFaults,
+  emuSettings,
+  fault,
+  recordCallTimes,
+  sleep,
+  startDaemonOn,
+  type TestDaemon,
+  waitFor,
+} from "../helpers/reliability.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const LIFETIME_S = 6;
@@ -53,7 +62,8 @@ async function ask(t: Asserts, d: TestDaemon, path = TOKEN): Promise<Seen> {
     if (!info) t.fail(`served a token the emulator says is unknown or expired (expires_in ${body.expires_in})`);
     else {
       // expires_in never promises more than the token has (the emulator counts whole seconds).
-      if (body.expires_in > info.expiresAt - at / 1000 + 1) t.fail(`expires_in ${body.expires_in} exceeds what is left (${info.expiresAt - at / 1000} s)`);
+      if (body.expires_in > info.expiresAt - at / 1000 + 1)
+        t.fail(`expires_in ${body.expires_in} exceeds what is left (${info.expiresAt - at / 1000} s)`);
       if (body.expires_in < 1) t.fail(`served a token with expires_in ${body.expires_in}`);
     }
   } else {
@@ -106,7 +116,11 @@ t.test("STS down longer than the token lives: served to the floor, then 503 nami
   for (const s of failed) {
     if (s.status !== 503) t.fail(`status ${s.status}: ${s.text}`);
     if (!(s.retryAfter! >= 1 && s.retryAfter! <= 60)) t.fail(`Retry-After ${s.retryAfter}`);
-    if (!/^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/.test(s.text)) {
+    if (
+      !/^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/.test(
+        s.text,
+      )
+    ) {
       t.fail(`503 body does not name the hop and its last error: ${JSON.stringify(s.text)}`);
     }
   }
@@ -149,8 +163,14 @@ t.test("STS answering garbage during renewal: the good token is served until its
     seen.push(await ask(t, d));
     await sleep(100);
   }
-  t.ok(seen.every((s) => s.status !== 200 || s.token === good), "never anything but the good token");
-  t.notOk(seen.some((s) => s.text.includes("garbage-token")), "the garbage never reaches a client");
+  t.ok(
+    seen.every((s) => s.status !== 200 || s.token === good),
+    "never anything but the good token",
+  );
+  t.notOk(
+    seen.some((s) => s.text.includes("garbage-token")),
+    "the garbage never reaches a client",
+  );
   const refused = seen.filter((s) => s.status !== 200);
   t.ok(refused.length > 0, "refused once the good token reached its floor");
   t.ok(
@@ -182,10 +202,17 @@ t.test("STS down under impersonation: cached access tokens outlive it; new varia
   const fresh = await Promise.all(Array.from({ length: 8 }, (_, i) => d.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/x.${i}`)));
   for (const r of fresh) {
     t.equal(r.status, 503);
-    t.match(r.text, /^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/, "names STS and its error, once");
+    t.match(
+      r.text,
+      /^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/,
+      "names STS and its error, once",
+    );
     t.notMatch(r.text, /unable to impersonate/, "not rewritten by google-auth-library");
   }
   await clearFaults(emu);
-  t.ok(await waitFor(async () => (await d.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/x.0`)).status === 200, 35_000, 250), "recovers");
+  t.ok(
+    await waitFor(async () => (await d.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/x.0`)).status === 200, 35_000, 250),
+    "recovers",
+  );
   t.same(d.leaks(), []);
 });

@@ -4,14 +4,26 @@
  * completes with 200, new connections are refused at once, and the process
  * exits 0 soon after. SIGINT (Ctrl-C) does the same.
  */
-import t from "tap";
+
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import t from "tap";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh } from "../helpers/clients.js";
+import {
+  type Child,
+  cleanEnv,
+  clearFaults,
+  emulatorOverrides,
+  fault,
+  leakedLines,
+  sleep,
+  spawnCli,
+  waitFor,
+  writeConfigFile,
+} from "../helpers/reliability.js";
 import { calls, tempDir } from "../helpers/stack.js";
-import { cleanEnv, clearFaults, emulatorOverrides, fault, leakedLines, sleep, spawnCli, waitFor, writeConfigFile, type Child } from "../helpers/reliability.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
 let emu: Emulators;
@@ -65,12 +77,17 @@ t.test("SIGTERM: the in-flight request completes with 200, new connections are r
   await fault(emu, { endpoint: "google.iam.generateAccessToken", latencyMs: 4000 });
   t.teardown(() => clearFaults(emu));
   const before = (await calls(emu))["google.iam.generateAccessToken"]!;
-  const inflight = fetch(`${url}${SA}/token?scopes=https://www.googleapis.com/auth/devstorage.read_only`, { headers: { "metadata-flavor": "Google" } }).then(async (r) => ({
+  const inflight = fetch(`${url}${SA}/token?scopes=https://www.googleapis.com/auth/devstorage.read_only`, {
+    headers: { "metadata-flavor": "Google" },
+  }).then(async (r) => ({
     status: r.status,
     body: await r.text(),
     at: Date.now(),
   }));
-  t.ok(await waitFor(async () => (await calls(emu))["google.iam.generateAccessToken"]! > before, 5000), "the request is waiting on IAM Credentials");
+  t.ok(
+    await waitFor(async () => (await calls(emu))["google.iam.generateAccessToken"]! > before, 5000),
+    "the request is waiting on IAM Credentials",
+  );
   const termAt = Date.now();
   child.proc.kill("SIGTERM");
 
@@ -88,7 +105,10 @@ t.test("SIGTERM: the in-flight request completes with 200, new connections are r
   t.ok(exit, "the process exited");
   t.equal(exit?.code, 0, "exit code 0");
   t.ok(exit && exit.at - res.at < 5000, `exited ${exit ? exit.at - res.at : "?"} ms after answering`);
-  t.ok(child.lines.some((l) => typeof l === "object" && l.msg === "shutting down" && l.signal === "SIGTERM"), "logged the shutdown");
+  t.ok(
+    child.lines.some((l) => typeof l === "object" && l.msg === "shutting down" && l.signal === "SIGTERM"),
+    "logged the shutdown",
+  );
   t.equal(child.stderr(), "", "nothing on stderr");
   t.same(leakedLines(child.stdout(), [tok.access_token]), [], "no secret in the log");
 });
@@ -115,13 +135,19 @@ t.test("SIGTERM with a request stuck upstream: gives up after 10 s and exits 1, 
     (r) => r.status,
     () => "connection closed",
   );
-  t.ok(await waitFor(async () => (await calls(emu))["google.iam.generateAccessToken"]! > before, 5000), "the request is stuck on IAM Credentials");
+  t.ok(
+    await waitFor(async () => (await calls(emu))["google.iam.generateAccessToken"]! > before, 5000),
+    "the request is stuck on IAM Credentials",
+  );
   const at = Date.now();
   child.proc.kill("SIGTERM");
   const exit = await Promise.race([child.exited, sleep(20_000).then(() => undefined)]);
   t.ok(exit, "the process exited");
   t.equal(exit?.code, 1, "exit code 1");
   t.ok(exit && exit.at - at >= 9500 && exit.at - at < 14_000, `after ${exit ? exit.at - at : "?"} ms (the 10 s grace)`);
-  t.ok(child.lines.some((l) => typeof l === "object" && /did not finish within 10 s/.test(String(l.msg))), "says why");
+  t.ok(
+    child.lines.some((l) => typeof l === "object" && /did not finish within 10 s/.test(String(l.msg))),
+    "says why",
+  );
   t.equal(await stuck, "connection closed", "the stuck request's connection is closed, not left open");
 });

@@ -7,7 +7,7 @@
  * only when no token above the floor exists, and still never an expired token.
  */
 import t from "tap";
-import { CachingTokenSource, type CachePolicy } from "../../src/token/cache.js";
+import { type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
 import { HopError, type Token, type TokenSource } from "../../src/token/token-source.js";
 import { prng } from "../helpers/reliability.js";
 
@@ -68,8 +68,22 @@ const floorOf = (tok: Token) => Math.min(POLICY.minRemainingMs, (tok.expiresAt -
  * found expired at receipt is reported with how long the caller was away, and is a
  * failure unless that absence exceeds the time the token had left when asked.
  */
-async function soak(cache: CachingTokenSource, upstream: FakeUpstream, callers: number, cycles: number, rand: () => number, deadlineMs: number): Promise<Outcome> {
-  const out: Outcome = { handed: 0, belowFloorWhenAsked: 0, expiredAtReceipt: [], minLeftMs: Infinity, errors: [], errorsWithValidToken: 0 };
+async function soak(
+  cache: CachingTokenSource,
+  upstream: FakeUpstream,
+  callers: number,
+  cycles: number,
+  rand: () => number,
+  deadlineMs: number,
+): Promise<Outcome> {
+  const out: Outcome = {
+    handed: 0,
+    belowFloorWhenAsked: 0,
+    expiredAtReceipt: [],
+    minLeftMs: Infinity,
+    errors: [],
+    errorsWithValidToken: 0,
+  };
   const end = Date.now() + deadlineMs;
   const caller = async () => {
     while (upstream.calls < cycles && Date.now() < end) {
@@ -82,7 +96,11 @@ async function soak(cache: CachingTokenSource, upstream: FakeUpstream, callers: 
         if (fresh ? tok.expiresAt - tok.obtainedAt <= floorOf(tok) : tok.expiresAt - askedAt <= floorOf(tok)) out.belowFloorWhenAsked++;
         const left = tok.expiresAt - gotAt;
         out.minLeftMs = Math.min(out.minLeftMs, left);
-        if (left <= 0) out.expiredAtReceipt.push({ leftWhenAsked: tok.expiresAt - Math.max(askedAt, tok.obtainedAt), waited: gotAt - Math.max(askedAt, tok.obtainedAt) });
+        if (left <= 0)
+          out.expiredAtReceipt.push({
+            leftWhenAsked: tok.expiresAt - Math.max(askedAt, tok.obtainedAt),
+            waited: gotAt - Math.max(askedAt, tok.obtainedAt),
+          });
       } catch (e) {
         out.errors.push(e);
         if (cache.peek()) out.errorsWithValidToken++;
@@ -116,7 +134,9 @@ t.test("1,000+ renewal cycles of 20-50 ms tokens under 25 concurrent callers", a
   const started = Date.now();
   const o = await soak(cache, upstream, 25, 1000, rand, 75_000);
   cache.close();
-  t.comment(`${upstream.calls} renewals, ${o.handed} tokens handed out in ${Date.now() - started} ms, least time left at receipt ${o.minLeftMs} ms; cache ${JSON.stringify({ hits: cache.state().hits, misses: cache.state().misses })}`);
+  t.comment(
+    `${upstream.calls} renewals, ${o.handed} tokens handed out in ${Date.now() - started} ms, least time left at receipt ${o.minLeftMs} ms; cache ${JSON.stringify({ hits: cache.state().hits, misses: cache.state().misses })}`,
+  );
   t.ok(upstream.calls >= 1000, `${upstream.calls} renewal cycles`);
   checkTokens(t, o);
   t.same(o.errors.map(String), [], "no caller error");

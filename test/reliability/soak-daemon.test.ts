@@ -13,9 +13,9 @@
  * its lifetime.
  */
 import t from "tap";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
-import { calls } from "../helpers/stack.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { emuSettings, jwtClaims, sleep, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
+import { calls } from "../helpers/stack.js";
 
 const DURATION_MS = 30_000;
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
@@ -125,7 +125,15 @@ t.test(`${DURATION_MS / 1000} s of constant load on a chain whose tokens live 4-
   );
   const after = await calls(emu);
   const delta = (e: string) => after[e]! - before[e]!;
-  t.comment(`${answered} answers; upstream calls: ${JSON.stringify(Object.fromEntries(Object.keys(after).map((k) => [k, delta(k)]).filter(([, v]) => v)))}`);
+  t.comment(
+    `${answered} answers; upstream calls: ${JSON.stringify(
+      Object.fromEntries(
+        Object.keys(after)
+          .map((k) => [k, delta(k)])
+          .filter(([, v]) => v),
+      ),
+    )}`,
+  );
   t.same(problems, [], "no client-visible error and no expired token");
   t.ok(answered > 1000, `${answered} answers`);
   // The chain was renewed over and over (the clients kept every level in use).

@@ -6,16 +6,17 @@
  * it; and every configuration mistake is a ConfigError naming the setting and
  * the fix, which `oci2gcp serve` prints without a stack trace, exiting 2.
  */
-import t from "tap";
+
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import t from "tap";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh, ROOT, run } from "../helpers/clients.js";
-import { tempDir } from "../helpers/stack.js";
 import { cleanEnv, startDaemonOn } from "../helpers/reliability.js";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import { tempDir } from "../helpers/stack.js";
 
 const AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/oci-provider";
 const DOMAIN = "https://idcs-0123456789abcdef.identity.oraclecloud.com";
@@ -44,7 +45,13 @@ t.test("a non-loopback listen address: refused unless confirmed, then warned abo
     .find((i) => i && !i.internal && i.family === "IPv4")?.address;
   const host = external ?? "0.0.0.0";
   t.comment(external ? `binding to this machine's address ${external}` : "no non-loopback address here: binding to 0.0.0.0");
-  t.match(configError({ ...BASE, "server.host": host }), new RegExp(`server\\.host is ${host.replace(/\./g, "\\.")}, which is not a loopback address.*--allow-non-loopback / \\$OCI2GCP_ALLOW_NON_LOOPBACK=true`, "s"));
+  t.match(
+    configError({ ...BASE, "server.host": host }),
+    new RegExp(
+      `server\\.host is ${host.replace(/\./g, "\\.")}, which is not a loopback address.*--allow-non-loopback / \\$OCI2GCP_ALLOW_NON_LOOPBACK=true`,
+      "s",
+    ),
+  );
   t.match(configError({ ...BASE, "server.host": "0.0.0.0" }), /server\.host is 0\.0\.0\.0, which is not a loopback address/);
   for (const ok of ["127.0.0.1", "127.1.2.3", "localhost", "::1"]) {
     t.doesNotThrow(() => loadConfig({ env: {}, overrides: { ...BASE, "server.host": ok } }), `${ok} is loopback`);
@@ -60,7 +67,9 @@ t.test("a non-loopback listen address: refused unless confirmed, then warned abo
   // Traffic stays on this machine: to the address itself, or to loopback when bound to all.
   const port = new URL(d.url).port;
   const target = external ? `http://${external}:${port}` : `http://127.0.0.1:${port}`;
-  const res = await fetch(`${target}/computeMetadata/v1/instance/service-accounts/default/token`, { headers: { "metadata-flavor": "Google" } });
+  const res = await fetch(`${target}/computeMetadata/v1/instance/service-accounts/default/token`, {
+    headers: { "metadata-flavor": "Google" },
+  });
   t.equal(res.status, 200, `served at ${target} (its own address is an allowed Host)`);
   d.secrets.add(((await res.json()) as { access_token: string }).access_token);
   t.same(d.leaks(), []);
@@ -74,13 +83,23 @@ t.test("upstream URLs must be https; plain http only for loopback and the metada
     ["oci.federationUrl", "http://auth.example.com"],
     ["oci.metadataUrl", "http://example.com/opc/v2/"],
     ["google.stsUrl", "http://169.254.169.254/v1/token"],
-    ["google.impersonationUrl", "http://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken"],
+    [
+      "google.impersonationUrl",
+      "http://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken",
+    ],
     ["google.stsUrl", "ftp://example.com/token"],
   ];
   for (const [setting, url] of refused) {
-    t.match(configError({ ...BASE, [setting]: url }), new RegExp(`${setting.replace(/\./g, "\\.")} \\(\\$[A-Z0-9_]+\\) must use https`), `${setting} = ${url}: refused`);
+    t.match(
+      configError({ ...BASE, [setting]: url }),
+      new RegExp(`${setting.replace(/\./g, "\\.")} \\(\\$[A-Z0-9_]+\\) must use https`),
+      `${setting} = ${url}: refused`,
+    );
   }
-  t.match(configError({ ...BASE, "google.stsUrl": "https://user:secret@sts.example.com/v1/token" }), /google\.stsUrl .* must not carry credentials/);
+  t.match(
+    configError({ ...BASE, "google.stsUrl": "https://user:secret@sts.example.com/v1/token" }),
+    /google\.stsUrl .* must not carry credentials/,
+  );
   const accepted: [string, string][] = [
     ["google.stsUrl", "http://127.0.0.1:8080/v1/token"],
     ["google.iamCredentialsUrl", "http://localhost:9000"],
@@ -99,10 +118,14 @@ t.test("a private key file others can read is warned about, naming the file and 
   const keyFile = path.join(dir, "api key.pem");
   fs.writeFileSync(keyFile, pem);
   const ociConfig = path.join(dir, "oci-config");
-  fs.writeFileSync(ociConfig, `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${keyFile}\n`);
+  fs.writeFileSync(
+    ociConfig,
+    `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${keyFile}\n`,
+  );
   emu ??= await startEmulators();
   const daemonWith = (overrides: Record<string, unknown>) => startDaemonOn(emu!, { overrides, warm: false });
-  const keyWarnings = (d: Awaited<ReturnType<typeof daemonWith>>) => d.logs().filter((l) => l.level === 40 && /private key file/.test(String(l.msg)));
+  const keyWarnings = (d: Awaited<ReturnType<typeof daemonWith>>) =>
+    d.logs().filter((l) => l.level === 40 && /private key file/.test(String(l.msg)));
 
   fs.chmodSync(keyFile, 0o644);
   const d1 = await daemonWith({ "oci.principal": "config-file", "oci.configFile": ociConfig });
@@ -144,9 +167,15 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
     return;
   }
   const ociConfig = path.join(dir, "oci-config-missing-key");
-  fs.writeFileSync(ociConfig, `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${path.join(dir, "no-such-key.pem")}\n`);
+  fs.writeFileSync(
+    ociConfig,
+    `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${path.join(dir, "no-such-key.pem")}\n`,
+  );
   const ociConfigDirKey = path.join(dir, "oci-config-dir-key");
-  fs.writeFileSync(ociConfigDirKey, `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${dir}\n`);
+  fs.writeFileSync(
+    ociConfigDirKey,
+    `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${dir}\n`,
+  );
   const good = { identityDomain: { url: DOMAIN }, google: { audience: AUDIENCE } };
   const cases: [string, string | object, RegExp][] = [
     [
@@ -161,7 +190,12 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
     ],
     [
       "an audience with a project id instead of the number",
-      { ...good, google: { audience: "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/oci-pool/providers/oci-provider" } },
+      {
+        ...good,
+        google: {
+          audience: "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/oci-pool/providers/oci-provider",
+        },
+      },
       /google\.audience \(\$GCP_AUDIENCE\): the project segment "my-project" is not a number; Google wants the project NUMBER there.*gcloud projects describe my-project --format='value\(projectNumber\)'/,
     ],
     [
@@ -171,20 +205,42 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
     ],
     [
       "an impersonation URL that is not generateAccessToken",
-      { ...good, google: { audience: AUDIENCE, impersonationUrl: "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com" } },
+      {
+        ...good,
+        google: {
+          audience: AUDIENCE,
+          impersonationUrl: "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com",
+        },
+      },
       /google\.impersonationUrl \(\$GCP_IMPERSONATION_URL\) does not look like https:\/\/iamcredentials\.googleapis\.com\/v1\/projects\/-\/serviceAccounts\/EMAIL:generateAccessToken/,
     ],
-    ["an unknown principal kind", { ...good, oci: { principal: "laptop" } }, /oci\.principal \(config file [^)]+\) is "laptop"; it must be one of: instance, resource, oke-workload, config-file, session/],
+    [
+      "an unknown principal kind",
+      { ...good, oci: { principal: "laptop" } },
+      /oci\.principal \(config file [^)]+\) is "laptop"; it must be one of: instance, resource, oke-workload, config-file, session/,
+    ],
     [
       "a key file that does not exist",
       { ...good, oci: { principal: "config-file", configFile: ociConfig } },
       /key_file of profile DEFAULT: cannot read \S+no-such-key\.pem \(ENOENT\); check the path and that the daemon's user may read it/,
     ],
-    ["a key file that is a directory", { ...good, oci: { principal: "config-file", configFile: ociConfigDirKey } }, /key_file of profile DEFAULT: cannot read .* \(not a regular file\)/],
-    ["an unknown setting in the file", { ...good, google: { audience: AUDIENCE, audiance: "x" } }, /unknown setting "google\.audiance" in \S+; known settings are listed in the README's configuration reference/],
+    [
+      "a key file that is a directory",
+      { ...good, oci: { principal: "config-file", configFile: ociConfigDirKey } },
+      /key_file of profile DEFAULT: cannot read .* \(not a regular file\)/,
+    ],
+    [
+      "an unknown setting in the file",
+      { ...good, google: { audience: AUDIENCE, audiance: "x" } },
+      /unknown setting "google\.audiance" in \S+; known settings are listed in the README's configuration reference/,
+    ],
     ["a file that is not JSON", '{ "identityDomain": { "url": "https://x" }, }', /config file \S+ is not valid JSON: /],
     ["a file that is a JSON array", "[1, 2]", /config file \S+ is not valid JSON: the top level must be a JSON object/],
-    ["a config file that does not exist", "(missing)", /cannot read config file \S+: ENOENT; check the path given with --config or \$OCI2GCP_CONFIG/],
+    [
+      "a config file that does not exist",
+      "(missing)",
+      /cannot read config file \S+: ENOENT; check the path given with --config or \$OCI2GCP_CONFIG/,
+    ],
   ];
   const env = cleanEnv();
   // The CLI runs of every case at once (each is a node start-up, mostly waiting).

@@ -9,11 +9,12 @@
  * The generator is seeded (FUZZ_SEED, default below) so a failure reproduces;
  * each failure is reported with the request that caused it.
  */
-import t from "tap";
+
 import net from "node:net";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
-import { calls } from "../helpers/stack.js";
+import t from "tap";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { jwtClaims, prng, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
+import { calls } from "../helpers/stack.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x0c12c9);
 const REQUESTS = 3000;
@@ -120,7 +121,22 @@ function path(r: Rand): string {
   return pick(r, ["*", "http://evil.example/computeMetadata/v1/", "//computeMetadata/v1/", "computeMetadata/v1", "/\u0000", "/%"]);
 }
 
-const KEYS = ["scopes", "audience", "format", "licenses", "recursive", "alt", "wait_for_change", "timeout_sec", "last_etag", "", "x", "scopes%00", "%zz", "aud%69ence"];
+const KEYS = [
+  "scopes",
+  "audience",
+  "format",
+  "licenses",
+  "recursive",
+  "alt",
+  "wait_for_change",
+  "timeout_sec",
+  "last_etag",
+  "",
+  "x",
+  "scopes%00",
+  "%zz",
+  "aud%69ence",
+];
 
 function query(r: Rand): string {
   if (r() < 0.25) return "";
@@ -132,7 +148,11 @@ function query(r: Rand): string {
     let value: string;
     if (v < 0.2) value = pick(r, ["true", "TRUE", "1", "false", "full", "standard", "json", "text", "executable", "", "0", "-1"]);
     else if (v < 0.4) value = `https://${bytes(r, int(r, 1, 20), false).replace(/[&#\s]/g, "")}.example.com`;
-    else if (v < 0.55) value = Array.from({ length: int(r, 1, 40) }, () => `https://www.googleapis.com/auth/${bytes(r, 6, false).replace(/[&#,\s]/g, "")}`).join(",");
+    else if (v < 0.55)
+      value = Array.from(
+        { length: int(r, 1, 40) },
+        () => `https://www.googleapis.com/auth/${bytes(r, 6, false).replace(/[&#,\s]/g, "")}`,
+      ).join(",");
     else if (v < 0.7) value = bytes(r, int(r, 1, 64), true);
     else if (v < 0.8) value = pick(r, ["%", "%z", "%e2%82%28", "%c3%28", "%ff%fe", "%00", "%F0%9F%92%A9", "+", "%2B", "a=b=c"]);
     else if (v < 0.9) value = "x".repeat(int(r, 200, 5000));
@@ -142,7 +162,26 @@ function query(r: Rand): string {
   return `?${parts.join(pick(r, ["&", "&", "&", "&&", ";"]))}`;
 }
 
-const METHODS = ["GET", "GET", "GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "PROPFIND", "get", "FOO", "G%54T", "M-SEARCH", "CONNECT"];
+const METHODS = [
+  "GET",
+  "GET",
+  "GET",
+  "GET",
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "OPTIONS",
+  "PATCH",
+  "TRACE",
+  "PROPFIND",
+  "get",
+  "FOO",
+  "G%54T",
+  "M-SEARCH",
+  "CONNECT",
+];
 
 interface Generated {
   raw: Buffer;
@@ -168,21 +207,50 @@ function request(r: Rand, i: number): Generated {
   const headers: [string, string][] = [];
   const hostChoice = kind === "routes" ? 0 : r();
   if (hostChoice < 0.8) headers.push(["Host", pick(r, ["localhost", `127.0.0.1:${port}`, "metadata.google.internal", "169.254.169.254"])]);
-  else if (hostChoice < 0.9) headers.push(["Host", pick(r, ["evil.example", "", " ", "localhost:99999", "[::1", "local\thost", bytes(r, 8, false)])]);
+  else if (hostChoice < 0.9)
+    headers.push(["Host", pick(r, ["evil.example", "", " ", "localhost:99999", "[::1", "local\thost", bytes(r, 8, false)])]);
   else if (hostChoice < 0.95) headers.push(["Host", "localhost"], ["Host", "evil.example"]);
-  if (kind === "routes" || r() < 0.85) headers.push(["Metadata-Flavor", kind === "routes" || r() < 0.9 ? "Google" : pick(r, ["google", "Google ", "", "Google, Google", bytes(r, 6, false)])]);
+  if (kind === "routes" || r() < 0.85)
+    headers.push([
+      "Metadata-Flavor",
+      kind === "routes" || r() < 0.9 ? "Google" : pick(r, ["google", "Google ", "", "Google, Google", bytes(r, 6, false)]),
+    ]);
   const extra = int(r, 0, kind === "routes" ? 2 : 4);
   for (let k = 0; k < extra; k++) {
-    const name = pick(r, kind === "routes" ? ["Accept", "Accept-Encoding", "User-Agent", "X-Junk", "If-None-Match", "Cookie"] : ["X-Forwarded-For", "Forwarded", "Origin", "Sec-Fetch-Site", "Accept", "Authorization", "Range", "Expect", "Upgrade", "Content-Type", "X-Junk"]);
+    const name = pick(
+      r,
+      kind === "routes"
+        ? ["Accept", "Accept-Encoding", "User-Agent", "X-Junk", "If-None-Match", "Cookie"]
+        : [
+            "X-Forwarded-For",
+            "Forwarded",
+            "Origin",
+            "Sec-Fetch-Site",
+            "Accept",
+            "Authorization",
+            "Range",
+            "Expect",
+            "Upgrade",
+            "Content-Type",
+            "X-Junk",
+          ],
+    );
     const v = r();
     let value =
-      v < 0.3 ? bytes(r, int(r, 0, 40), false).replace(/[\r\n]/g, "") : v < 0.45 ? "a".repeat(int(r, 1000, r() < 0.3 ? 40_000 : 8000)) : v < 0.6 ? "\u00ff\u00fe\u0080bytes" : pick(r, ["cross-site", "none", "same-origin", "gzip, br", "*/*", "100-continue", "websocket", "bytes=0-1", "Bearer x"]);
+      v < 0.3
+        ? bytes(r, int(r, 0, 40), false).replace(/[\r\n]/g, "")
+        : v < 0.45
+          ? "a".repeat(int(r, 1000, r() < 0.3 ? 40_000 : 8000))
+          : v < 0.6
+            ? "\u00ff\u00fe\u0080bytes"
+            : pick(r, ["cross-site", "none", "same-origin", "gzip, br", "*/*", "100-continue", "websocket", "bytes=0-1", "Bearer x"]);
     if (kind !== "garbage") value = tidyValue(value);
     headers.push([name, value]);
   }
   if (kind === "garbage" && r() < 0.2) headers.push([bytes(r, int(r, 1, 10), false).replace(/[:\r\n]/g, ""), "odd header name"]);
   let body = "";
-  if (method !== "GET" && method !== "HEAD" && r() < 0.5) body = r() < 0.8 ? bytes(r, int(r, 0, 3000), false) : "x".repeat(int(r, 2000, 20_000));
+  if (method !== "GET" && method !== "HEAD" && r() < 0.5)
+    body = r() < 0.8 ? bytes(r, int(r, 0, 3000), false) : "x".repeat(int(r, 2000, 20_000));
   if (body && r() < 0.8) headers.push(["Content-Length", String(r() < 0.9 ? Buffer.byteLength(body, "latin1") : int(r, 0, 50_000))]);
   else if (body) headers.push(["Transfer-Encoding", pick(r, ["chunked", "gzip, chunked", "identity"])]);
   if (kind === "garbage" && r() < 0.2) headers.push(["Content-Length", "5"], ["Content-Length", "6"]);
@@ -190,7 +258,10 @@ function request(r: Rand, i: number): Generated {
   const version = kind !== "garbage" || r() < 0.8 ? "HTTP/1.1" : pick(r, ["HTTP/1.0", "HTTP/2.0", "HTTP/9.9", "HTTP/1.1 extra", ""]);
   const head = `${method} ${target} ${version}`.trimEnd();
   const text = `${head}\r\n${headers.map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n${body}`;
-  return { raw: Buffer.from(text, "latin1"), describe: `#${i} ${kind} ${JSON.stringify(head.slice(0, 300))} headers=${JSON.stringify(headers.map(([k, v]) => [k, v.slice(0, 60)]))}` };
+  return {
+    raw: Buffer.from(text, "latin1"),
+    describe: `#${i} ${kind} ${JSON.stringify(head.slice(0, 300))} headers=${JSON.stringify(headers.map(([k, v]) => [k, v.slice(0, 60)]))}`,
+  };
 }
 
 interface Answer {
@@ -221,7 +292,13 @@ function send(raw: Buffer): Promise<Answer> {
       sock.destroy();
       const text = Buffer.concat(chunks).toString("latin1");
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-      resolve({ status: m ? Number(m[1]) : undefined, closedWithoutAnswer: !m && !timedOut, timedOut, head: text.split("\r\n\r\n", 1)[0]!.slice(0, 400), text: text.slice(0, 4000) });
+      resolve({
+        status: m ? Number(m[1]) : undefined,
+        closedWithoutAnswer: !m && !timedOut,
+        timedOut,
+        head: text.split("\r\n\r\n", 1)[0]!.slice(0, 400),
+        text: text.slice(0, 4000),
+      });
     };
     const eof = setTimeout(() => sock.end(), 3000);
     const timer = setTimeout(() => finish(true), 13_000);
@@ -257,7 +334,15 @@ t.test(`${REQUESTS} generated requests (seed ${SEED})`, async (t) => {
         statuses.set(key, (statuses.get(key) ?? 0) + 1);
         if (a.timedOut) problems.push(`no answer within 13 s: ${g.describe}`);
         else if (a.status !== undefined && a.status >= 500 && a.status !== 503) problems.push(`${a.status}: ${g.describe}\n${a.head}`);
-        else if (a.status === 503 && !(/no valid token: the .* hop failed/.test(a.text) || (g.raw.subarray(0, 5).toString() === "HEAD " && /\r\nretry-after: \d+\r\n/i.test(a.head) && /\r\nmetadata-flavor: Google\r\n/i.test(a.head)))) {
+        else if (
+          a.status === 503 &&
+          !(
+            /no valid token: the .* hop failed/.test(a.text) ||
+            (g.raw.subarray(0, 5).toString() === "HEAD " &&
+              /\r\nretry-after: \d+\r\n/i.test(a.head) &&
+              /\r\nmetadata-flavor: Google\r\n/i.test(a.head))
+          )
+        ) {
           // A 503 is documented only for an upstream hop's failure (here: Google refusing
           // a generated scope), naming the hop, with Retry-After (a HEAD answer has no body).
           problems.push(`unexpected 503: ${g.describe}\n${a.head}`);

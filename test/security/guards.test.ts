@@ -4,13 +4,14 @@
  * per-client upstream budget, the flood guard, and the bounds on what a request
  * may ask for. Every refusal happens before any upstream call.
  */
-import t from "tap";
+
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
-import { calls, tempDir } from "../helpers/stack.js";
+import t from "tap";
+import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
+import { calls, tempDir } from "../helpers/stack.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
 const TOKEN = `${SA}/token`;
@@ -22,10 +23,24 @@ interface Raw {
 }
 
 /** A GET with exactly these headers (Host included), over TCP or a Unix socket. */
-function raw(target: { port?: number; socketPath?: string; localAddress?: string }, p: string, headers: Record<string, string>): Promise<Raw> {
+function raw(
+  target: { port?: number; socketPath?: string; localAddress?: string },
+  p: string,
+  headers: Record<string, string>,
+): Promise<Raw> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port: target.port, socketPath: target.socketPath, localAddress: target.localAddress, path: p, method: "GET", headers, agent: false, setHost: false },
+      {
+        host: "127.0.0.1",
+        port: target.port,
+        socketPath: target.socketPath,
+        localAddress: target.localAddress,
+        path: p,
+        method: "GET",
+        headers,
+        agent: false,
+        setHost: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -47,7 +62,12 @@ t.before(async () => {
   emu = await startEmulators();
   socketPath = path.join(dir, "oci2gcp.sock");
   d = await startDaemonOn(emu, {
-    overrides: { "server.socketPath": socketPath, "server.socketMode": "0600", "server.upstreamBudgetPerMinute": 3, "server.maxCachedVariants": 4 },
+    overrides: {
+      "server.socketPath": socketPath,
+      "server.socketMode": "0600",
+      "server.upstreamBudgetPerMinute": 3,
+      "server.maxCachedVariants": 4,
+    },
     warm: true,
   });
   port = Number(new URL(d.url).port);
@@ -105,14 +125,29 @@ t.test("proxied, foreign and browser requests are refused with 403 before any up
 });
 
 t.test("local names of the daemon pass", async (t) => {
-  const allowed = ["localhost", `localhost:${port}`, "127.0.0.1", `127.0.0.1:${port}`, "metadata.google.internal", "metadata.google.internal:80", "169.254.169.254", "169.254.169.254:80", "LOCALHOST", `[::1]:${port}`];
+  const allowed = [
+    "localhost",
+    `localhost:${port}`,
+    "127.0.0.1",
+    `127.0.0.1:${port}`,
+    "metadata.google.internal",
+    "metadata.google.internal:80",
+    "169.254.169.254",
+    "169.254.169.254:80",
+    "LOCALHOST",
+    `[::1]:${port}`,
+  ];
   for (const host of allowed) {
     const r = await raw({ port }, TOKEN, { host, ...flavor });
     t.equal(r.status, 200, `Host ${host}`);
   }
   const r = await raw({ port }, TOKEN, { host: "localhost", ...flavor, "sec-fetch-site": "none" });
   t.equal(r.status, 200, "Sec-Fetch-Site: none (typed in by the user) passes");
-  t.equal((await raw({ port }, TOKEN, { host: "localhost", ...flavor, "sec-fetch-site": "same-origin" })).status, 200, "Sec-Fetch-Site: same-origin passes");
+  t.equal(
+    (await raw({ port }, TOKEN, { host: "localhost", ...flavor, "sec-fetch-site": "same-origin" })).status,
+    200,
+    "Sec-Fetch-Site: same-origin passes",
+  );
 });
 
 t.test("the Unix socket listener answers and has the configured mode", async (t) => {
@@ -123,9 +158,17 @@ t.test("the Unix socket listener answers and has the configured mode", async (t)
   t.equal(r.status, 200);
   t.equal(r.headers["content-type"], "application/json");
   t.match(JSON.parse(r.body), { token_type: "Bearer" });
-  t.equal((await raw({ socketPath }, TOKEN, { host: "localhost", ...flavor, "x-forwarded-for": "1.2.3.4" })).status, 403, "guarded like TCP");
+  t.equal(
+    (await raw({ socketPath }, TOKEN, { host: "localhost", ...flavor, "x-forwarded-for": "1.2.3.4" })).status,
+    403,
+    "guarded like TCP",
+  );
   t.equal((await raw({ socketPath }, TOKEN, { host: "evil.example", ...flavor })).status, 403);
-  t.equal((await raw({ socketPath }, "/oci2gcp/v1/subject-token", { host: "localhost", ...flavor })).status, 200, "subject token over the socket");
+  t.equal(
+    (await raw({ socketPath }, "/oci2gcp/v1/subject-token", { host: "localhost", ...flavor })).status,
+    200,
+    "subject token over the socket",
+  );
 });
 
 t.test("the upstream budget: new audiences beyond it get 429, cached answers are still served", async (t) => {
@@ -155,11 +198,19 @@ t.test("bounds on what a request may ask for", async (t) => {
   const tooMany = Array.from({ length: 33 }, (_, i) => `https://www.googleapis.com/auth/s${i}`).join(",");
   t.equal((await raw({ port }, `${TOKEN}?scopes=${tooMany}`, { host, ...flavor })).status, 400, "33 scopes: 400");
   t.equal((await raw({ port }, `${TOKEN}?scopes=${"s".repeat(257)}`, { host, ...flavor })).status, 400, "a 257-character scope: 400");
-  t.equal((await raw({ port }, `${SA}/identity?audience=https://${"a".repeat(2049)}`, { host, ...flavor })).status, 400, "a 2049-character audience: 400");
+  t.equal(
+    (await raw({ port }, `${SA}/identity?audience=https://${"a".repeat(2049)}`, { host, ...flavor })).status,
+    400,
+    "a 2049-character audience: 400",
+  );
   t.equal((await raw({ port }, `${SA}/identity?audience=`, { host, ...flavor })).status, 400, "an empty audience: 400");
   const long = await raw({ port }, `${TOKEN}?x=${"a".repeat(9000)}`, { host, ...flavor });
   t.ok(long.status === 414 || long.status === 431, `a 9 KB URL: ${long.status}`);
-  const huge = await raw({ port }, `${TOKEN}?x=${"a".repeat(70_000)}`, { host, ...flavor }).catch((e: Error) => ({ status: -1, body: e.message, headers: {} }));
+  const huge = await raw({ port }, `${TOKEN}?x=${"a".repeat(70_000)}`, { host, ...flavor }).catch((e: Error) => ({
+    status: -1,
+    body: e.message,
+    headers: {},
+  }));
   t.ok(huge.status === 414 || huge.status === 431, `a 70 KB URL: ${huge.status}`);
   // Many distinct audiences: the cache of ID-token variants stays at server.maxCachedVariants.
   for (let i = 0; i < 12; i++) {
@@ -175,7 +226,8 @@ t.test("the flood guard (@fastify/rate-limit): beyond server.maxRequestsPerMinut
   const f = await startDaemonOn(emu, { overrides: { "server.maxRequestsPerMinute": 5, "server.socketPath": sock } });
   t.teardown(() => f.close());
   const fport = Number(new URL(f.url).port);
-  const get = (target: { port?: number; socketPath?: string; localAddress?: string }) => raw(target, "/computeMetadata/v1/project/project-id", { host: "localhost", ...flavor });
+  const get = (target: { port?: number; socketPath?: string; localAddress?: string }) =>
+    raw(target, "/computeMetadata/v1/project/project-id", { host: "localhost", ...flavor });
   for (let i = 1; i <= 5; i++) t.equal((await get({ port: fport, localAddress: "127.0.0.1" })).status, 200, `request ${i}`);
   const flood = await get({ port: fport, localAddress: "127.0.0.1" });
   t.equal(flood.status, 429, "the sixth within the minute: 429");

@@ -7,7 +7,11 @@ t.test("an upstream error that echoes a token reaches the client scrubbed", asyn
   const echoed = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtc3ViamVjdCJ9.c2lnbmF0dXJlLXNlY3JldA";
   await fetch(`${s.emu.url}/_emulator/faults`, {
     method: "POST",
-    body: JSON.stringify({ endpoint: "google.sts.token", status: 400, body: JSON.stringify({ error: "invalid_grant", error_description: `bad subject_token ${echoed} Bearer ya29.secretsecretsecret` }) }),
+    body: JSON.stringify({
+      endpoint: "google.sts.token",
+      status: 400,
+      body: JSON.stringify({ error: "invalid_grant", error_description: `bad subject_token ${echoed} Bearer ya29.secretsecretsecret` }),
+    }),
   });
   const r = await s.get("/computeMetadata/v1/instance/service-accounts/default/token");
   t.equal(r.status, 503);

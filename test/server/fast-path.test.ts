@@ -3,22 +3,26 @@
  * indistinguishable from the route it stands in for (bytes, guard, flood guard,
  * metrics, Unix socket), and hand everything else to Fastify.
  */
-import t, { type Test } from "tap";
+
 import http from "node:http";
 import path from "node:path";
-import { startEmulators, type Emulators } from "../../src/emulator/index.js";
+import t, { type Test } from "tap";
+import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { fastPathOf } from "../../src/server/app.js";
-import { tempDir } from "../helpers/stack.js";
 import { FEDERATED_ACCOUNT } from "../../src/server/metadata.js";
 import { startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { DEMO_SERVICE_ACCOUNT } from "../../src/emulator/index.js";
+import { tempDir } from "../helpers/stack.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts";
 const TOKEN = `${SA}/default/token`;
 const FLAVOR = { host: "localhost", "metadata-flavor": "Google" };
 
 /** A GET with exactly these headers; the answer's head as sent, header lines in order. */
-function raw(target: { port?: number; socketPath?: string }, p: string, headers: Record<string, string>): Promise<{ status: number; head: string[]; body: string }> {
+function raw(
+  target: { port?: number; socketPath?: string },
+  p: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; head: string[]; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: "127.0.0.1", ...target, path: p, headers, agent: false, setHost: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -74,7 +78,10 @@ const sameBytes = (serviceAccounts: string[], names: string[]) => async (t: Test
     t.equal(fast.status, slow.status);
     const norm = (h: string[]) => h.filter((l) => !l.startsWith("Date: "));
     t.same(norm(fast.head), norm(slow.head), `${account}: the same header lines in the same order`);
-    t.ok(fast.head.some((l) => l.startsWith("Date: ")), "a Date header");
+    t.ok(
+      fast.head.some((l) => l.startsWith("Date: ")),
+      "a Date header",
+    );
     const a = JSON.parse(fast.body) as Record<string, unknown>;
     const b = JSON.parse(slow.body) as Record<string, unknown>;
     t.same(Object.keys(a), ["access_token", "expires_in", "token_type"], "the metadata server's key order");
@@ -112,10 +119,13 @@ t.test("what the fast path does not take goes to Fastify, refusals included", as
     t.ok(r.head.includes("Metadata-Flavor: Google") || r.head.includes("metadata-flavor: Google"), `${what}: with Metadata-Flavor`);
   }
   const head = await new Promise<number>((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, path: TOKEN, method: "HEAD", headers: FLAVOR, agent: false, setHost: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = http.request(
+      { host: "127.0.0.1", port, path: TOKEN, method: "HEAD", headers: FLAVOR, agent: false, setHost: false },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on("error", reject);
     req.end();
   });
@@ -126,7 +136,11 @@ t.test("what the fast path does not take goes to Fastify, refusals included", as
 
 t.test("one flood-guard count and one metric per request, whichever path answers", async (t) => {
   const sock = path.join(dir, "flood.sock");
-  const d = await startDaemonOn(emu, { logLevel: "info", warm: true, overrides: { "server.maxRequestsPerMinute": 6, "server.socketPath": sock } });
+  const d = await startDaemonOn(emu, {
+    logLevel: "info",
+    warm: true,
+    overrides: { "server.maxRequestsPerMinute": 6, "server.socketPath": sock },
+  });
   t.teardown(() => d.close());
   const port = Number(new URL(d.url).port);
   // One request was spent making sure the token is cached.
@@ -138,7 +152,10 @@ t.test("one flood-guard count and one metric per request, whichever path answers
   t.equal((await raw({ port }, `${TOKEN}?`, FLAVOR)).status, 200, "the token through Fastify: the sixth");
   const over = await raw({ port }, TOKEN, FLAVOR);
   t.equal(over.status, 429, "the seventh within the minute, on the fast path's URL: 429");
-  t.ok(over.head.some((l) => /^retry-after: [1-9]/i.test(l)), "with Retry-After");
+  t.ok(
+    over.head.some((l) => /^retry-after: [1-9]/i.test(l)),
+    "with Retry-After",
+  );
   t.equal((await raw({ port }, `${SA}/default/email`, FLAVOR)).status, 429, "and on Fastify's routes");
   t.equal(n.fast, 3, "refused requests are answered by Fastify");
 
@@ -148,7 +165,8 @@ t.test("one flood-guard count and one metric per request, whichever path answers
 
   const metrics = await (await fetch(`${d.url}/metrics`)).text();
   const route = 'route="/computeMetadata/v1/instance/service-accounts/:account/token"';
-  const count = (status: string) => Number(new RegExp(`^oci2gcp_http_requests_total\\{${route},method="GET",status="${status}"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
+  const count = (status: string) =>
+    Number(new RegExp(`^oci2gcp_http_requests_total\\{${route},method="GET",status="${status}"\\} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
   t.equal(count("200"), 6, "200s counted: one warm-up, three fast, one through Fastify, one on the socket");
   t.equal(count("429"), 1, "the refused token request counted once");
   t.match(metrics, new RegExp(`^oci2gcp_http_request_duration_seconds_count\\{${route}\\} 7$`, "m"), "and timed");
@@ -162,7 +180,11 @@ t.test("off at debug level (Fastify logs each request) and once shutting down", 
   t.equal((await raw({ port }, TOKEN, FLAVOR)).status, 200);
   t.equal((await raw({ port }, TOKEN, FLAVOR)).status, 200);
   t.equal(n.fast, 0, "no fast answers at debug level");
-  t.equal(d.logs().filter((l) => l.msg === "request" && l.route === "/computeMetadata/v1/instance/service-accounts/:account/token").length, 2, "each request logged");
+  t.equal(
+    d.logs().filter((l) => l.msg === "request" && l.route === "/computeMetadata/v1/instance/service-accounts/:account/token").length,
+    2,
+    "each request logged",
+  );
 
   const i = await startDaemonOn(emu, { logLevel: "info", warm: true });
   const iport = Number(new URL(i.url).port);

@@ -20,7 +20,11 @@ t.test("counts per key within a window, then starts a new window", async (t) => 
   const clock = { now: 1_000_000 };
   const f = new FloodCounter(3, 60_000, 100);
   withClock(clock, () => {
-    t.same([f.admit("a"), f.admit("a"), f.admit("a"), f.admit("a")], [true, true, true, false], "the fourth in the window is over the limit");
+    t.same(
+      [f.admit("a"), f.admit("a"), f.admit("a"), f.admit("a")],
+      [true, true, true, false],
+      "the fourth in the window is over the limit",
+    );
     t.ok(f.admit("b"), "another key has its own count");
     clock.now += 59_999;
     t.notOk(f.admit("a"), "still the same window 1 ms before its end");

@@ -1,8 +1,16 @@
-import t from "tap";
 import type { Test } from "tap";
-import { calls, claimsOf, DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, startStack, type Stack } from "../helpers/stack.js";
-import { CLOUD_PLATFORM, verifyGoogleJwt } from "../helpers/clients.js";
+import t from "tap";
 import { FEDERATED_ACCOUNT } from "../../src/server/metadata.js";
+import { CLOUD_PLATFORM, verifyGoogleJwt } from "../helpers/clients.js";
+import {
+  calls,
+  claimsOf,
+  DEMO_PROJECT_ID,
+  DEMO_SERVICE_ACCOUNT,
+  SECOND_SERVICE_ACCOUNT,
+  type Stack,
+  startStack,
+} from "../helpers/stack.js";
 
 const V1 = "/computeMetadata/v1";
 const SA = `${V1}/instance/service-accounts`;
@@ -15,7 +23,12 @@ interface Answer {
 }
 
 /** app.inject with Metadata-Flavor: Google (unless headers say otherwise); checks the headers every answer must carry. */
-async function inject(t: Test | undefined, s: Stack, url: string, headers: Record<string, string | undefined> = { "metadata-flavor": "Google" }): Promise<Answer> {
+async function inject(
+  t: Test | undefined,
+  s: Stack,
+  url: string,
+  headers: Record<string, string | undefined> = { "metadata-flavor": "Google" },
+): Promise<Answer> {
   const h: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = v;
   const r = await s.daemon.app.inject({ method: "GET", url, headers: h });
@@ -23,7 +36,10 @@ async function inject(t: Test | undefined, s: Stack, url: string, headers: Recor
   t.equal(r.headers["metadata-flavor"], "Google", `${url} → ${r.statusCode} carries Metadata-Flavor: Google`);
   t.ok(typeof r.headers["content-type"] === "string", `${url} → ${r.statusCode} has a Content-Type`);
   if (r.statusCode === 200) {
-    t.ok(r.headers["content-type"] === "application/text" || r.headers["content-type"] === "application/json", `${url}: content type ${r.headers["content-type"]} is exactly application/text or application/json`);
+    t.ok(
+      r.headers["content-type"] === "application/text" || r.headers["content-type"] === "application/json",
+      `${url}: content type ${r.headers["content-type"]} is exactly application/text or application/json`,
+    );
     t.equal(r.headers.server, "Metadata Server for VM", `${url}: Server header`);
   }
   if (r.statusCode >= 500) t.not(r.statusCode, 500, `${url}: never 500`);
@@ -63,7 +79,11 @@ function keysOf(v: unknown, out: string[] = []): string[] {
 // service accounts (and one without any), in order, each resetting the call counters.
 let s: Stack;
 t.before(async () => {
-  s = await startStack({ serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT], overrides: { "upstream.attempts": 1 }, logLevel: "error" });
+  s = await startStack({
+    serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT],
+    overrides: { "upstream.attempts": 1 },
+    logLevel: "error",
+  });
 });
 t.teardown(() => s?.close());
 t.beforeEach(() => {
@@ -81,7 +101,12 @@ t.test("the section 4 table: paths, statuses, exact bodies, content types and re
   textOk(t, await inject(t, s, `${V1}/instance`), "service-accounts/\n", "instance without slash (Node's probe)");
   textOk(t, await inject(t, s, `${V1}/instance/`), "service-accounts/\n", "instance/");
   textOk(t, await inject(t, s, `${SA}/`), `default/\n${DEMO_SERVICE_ACCOUNT}/\n${SECOND_SERVICE_ACCOUNT}/\n`, "service-accounts/");
-  jsonOk(t, await inject(t, s, `${SA}/?recursive=true`), { default: demoJson, [DEMO_SERVICE_ACCOUNT]: demoJson, [SECOND_SERVICE_ACCOUNT]: secondJson }, "service-accounts/?recursive=true");
+  jsonOk(
+    t,
+    await inject(t, s, `${SA}/?recursive=true`),
+    { default: demoJson, [DEMO_SERVICE_ACCOUNT]: demoJson, [SECOND_SERVICE_ACCOUNT]: secondJson },
+    "service-accounts/?recursive=true",
+  );
   for (const name of ["default", DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT]) {
     textOk(t, await inject(t, s, `${SA}/${name}/`), "aliases\nemail\nidentity\nscopes\ntoken\n", `${name}/`);
     const j = await inject(t, s, `${SA}/${name}/?recursive=true`);
@@ -98,7 +123,12 @@ t.test("the section 4 table: paths, statuses, exact bodies, content types and re
   const num = await inject(t, s, `${V1}/project/numeric-project-id`);
   textOk(t, num, s.emu.google.projectNumber, "numeric-project-id");
   t.match(num.body, /^\d+$/, "numeric-project-id is digits only (gcloud's GCE check)");
-  jsonOk(t, await inject(t, s, `${V1}/project/?recursive=true`), { numericProjectId: Number(s.emu.google.projectNumber), projectId: DEMO_PROJECT_ID }, "project/?recursive=true");
+  jsonOk(
+    t,
+    await inject(t, s, `${V1}/project/?recursive=true`),
+    { numericProjectId: Number(s.emu.google.projectNumber), projectId: DEMO_PROJECT_ID },
+    "project/?recursive=true",
+  );
   textOk(t, await inject(t, s, `${V1}/universe/universe-domain`), "googleapis.com", "universe-domain");
   textOk(t, await inject(t, s, `${V1}/universe/universe_domain`), "googleapis.com", "universe_domain (Go)");
 
@@ -127,7 +157,14 @@ t.test("the section 4 table: paths, statuses, exact bodies, content types and re
   }
 
   // Unknown things: 404, with the headers.
-  for (const p of [`${V1}/instance/nothing-here`, `${SA}/nobody@example.iam.gserviceaccount.com/email`, `${SA}/nobody@example.iam.gserviceaccount.com/token`, `${SA}/nobody@example.iam.gserviceaccount.com`, `${SA}/default/nothing`, "/computeMetadata/v2/"]) {
+  for (const p of [
+    `${V1}/instance/nothing-here`,
+    `${SA}/nobody@example.iam.gserviceaccount.com/email`,
+    `${SA}/nobody@example.iam.gserviceaccount.com/token`,
+    `${SA}/nobody@example.iam.gserviceaccount.com`,
+    `${SA}/default/nothing`,
+    "/computeMetadata/v2/",
+  ]) {
     t.equal((await inject(t, s, p)).status, 404, `${p}: 404`);
   }
   // A malformed URL is answered by the framework, still with the metadata headers.
@@ -136,7 +173,17 @@ t.test("the section 4 table: paths, statuses, exact bodies, content types and re
 });
 
 t.test("the request header is required except on /, and X-Forwarded-For is refused", async (t) => {
-  const paths = [`${V1}/`, `${V1}/instance`, `${V1}/project/project-id`, `${V1}/project/numeric-project-id`, `${SA}/default/token`, `${SA}/default/identity?audience=x`, `${SA}/`, `${V1}`, `${V1}/nothing`];
+  const paths = [
+    `${V1}/`,
+    `${V1}/instance`,
+    `${V1}/project/project-id`,
+    `${V1}/project/numeric-project-id`,
+    `${SA}/default/token`,
+    `${SA}/default/identity?audience=x`,
+    `${SA}/`,
+    `${V1}`,
+    `${V1}/nothing`,
+  ];
   for (const p of paths) {
     const r = await inject(t, s, p, {});
     t.equal(r.status, 403, `${p} without Metadata-Flavor: 403`);
@@ -148,11 +195,14 @@ t.test("the request header is required except on /, and X-Forwarded-For is refus
     const r = await inject(t, s, p, { "metadata-flavor": "Google", "x-forwarded-for": "10.0.0.1" });
     t.equal(r.status, 403, `${p} with X-Forwarded-For: 403`);
   }
-  t.same(await calls(s.emu).then((c) => [c["google.sts.token"] ?? 0, c["oci.federation"] ?? 0]), [0, 0], "refused requests reach no upstream");
+  t.same(
+    await calls(s.emu).then((c) => [c["google.sts.token"] ?? 0, c["oci.federation"] ?? 0]),
+    [0, 0],
+    "refused requests reach no upstream",
+  );
 });
 
 t.test("tokens: shape, one cache for default and the email, 100 requests → one call per hop, ?scopes", async (t) => {
-
   const first = await inject(t, s, `${SA}/default/token`);
   t.equal(first.status, 200);
   t.equal(first.headers["content-type"], "application/json");
@@ -163,7 +213,11 @@ t.test("tokens: shape, one cache for default and the email, 100 requests → one
   t.equal(info.kind, "service_account");
   t.equal(info.email, DEMO_SERVICE_ACCOUNT, "default is the first service account");
   t.same(info.scopes, [CLOUD_PLATFORM], "default scopes");
-  t.match(info.delegator, /^principal:\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\//, "minted for the federated principal");
+  t.match(
+    info.delegator,
+    /^principal:\/\/iam\.googleapis\.com\/projects\/\d+\/locations\/global\/workloadIdentityPools\//,
+    "minted for the federated principal",
+  );
 
   const byEmail = JSON.parse((await inject(t, s, `${SA}/${DEMO_SERVICE_ACCOUNT}/token`)).body) as { access_token: string };
   t.equal(byEmail.access_token, tok.access_token, "default and the email share one cache");
@@ -173,7 +227,8 @@ t.test("tokens: shape, one cache for default and the email, 100 requests → one
 
   for (let i = 0; i < 100; i++) {
     const r = await inject(undefined, s, `${SA}/${i % 2 ? "default" : DEMO_SERVICE_ACCOUNT}/token`);
-    if (r.status !== 200 || r.headers["metadata-flavor"] !== "Google" || JSON.parse(r.body).access_token !== tok.access_token) t.fail(`request ${i}: ${r.status} ${r.body.slice(0, 80)}`);
+    if (r.status !== 200 || r.headers["metadata-flavor"] !== "Google" || JSON.parse(r.body).access_token !== tok.access_token)
+      t.fail(`request ${i}: ${r.status} ${r.body.slice(0, 80)}`);
   }
   c = await calls(s.emu);
   t.equal(c["google.sts.token"], 1, "after 100 more requests: still one STS call");
@@ -185,8 +240,14 @@ t.test("tokens: shape, one cache for default and the email, 100 requests → one
   t.equal(scoped.status, 200);
   const st = JSON.parse(scoped.body) as { access_token: string };
   t.not(st.access_token, tok.access_token, "another scope set, another token");
-  t.same(s.emu.google.tokenInfo(st.access_token)!.scopes, [CLOUD_PLATFORM, EMAIL_SCOPE].sort(), "generateAccessToken was asked for those scopes");
-  const again = JSON.parse((await inject(t, s, `${SA}/${DEMO_SERVICE_ACCOUNT}/token?scopes=${encodeURIComponent(`${EMAIL_SCOPE},${CLOUD_PLATFORM}`)}`)).body) as { access_token: string };
+  t.same(
+    s.emu.google.tokenInfo(st.access_token)!.scopes,
+    [CLOUD_PLATFORM, EMAIL_SCOPE].sort(),
+    "generateAccessToken was asked for those scopes",
+  );
+  const again = JSON.parse(
+    (await inject(t, s, `${SA}/${DEMO_SERVICE_ACCOUNT}/token?scopes=${encodeURIComponent(`${EMAIL_SCOPE},${CLOUD_PLATFORM}`)}`)).body,
+  ) as { access_token: string };
   t.equal(again.access_token, st.access_token, "same set in another order, percent-encoded (Python): same cached token");
   const one = JSON.parse((await inject(t, s, `${SA}/default/token?scopes=${EMAIL_SCOPE}`)).body) as { access_token: string };
   t.same(s.emu.google.tokenInfo(one.access_token)!.scopes, [EMAIL_SCOPE], "a single scope");
@@ -194,7 +255,11 @@ t.test("tokens: shape, one cache for default and the email, 100 requests → one
   t.equal(c["google.iam.generateAccessToken"], 3, "one generateAccessToken per scope set");
   t.equal(c["google.sts.token"], 1, "the federated token is reused for every scope set");
 
-  const tooMany = await inject(t, s, `${SA}/default/token?scopes=${Array.from({ length: 40 }, (_, i) => `https://www.googleapis.com/auth/s${i}`).join(",")}`);
+  const tooMany = await inject(
+    t,
+    s,
+    `${SA}/default/token?scopes=${Array.from({ length: 40 }, (_, i) => `https://www.googleapis.com/auth/s${i}`).join(",")}`,
+  );
   t.equal(tooMany.status, 400, "too many scopes: 400");
 
   // The second service account: its own path, its own impersonation.
@@ -211,7 +276,6 @@ t.test("tokens: shape, one cache for default and the email, 100 requests → one
 });
 
 t.test("identity: audience required, format and licenses, claims, signature", async (t) => {
-
   for (const q of ["", "?audience=", "?format=full", "?audience=&format=full", "?licenses=TRUE"]) {
     const r = await inject(t, s, `${SA}/default/identity${q}`);
     t.equal(r.status, 400, `identity${q}: 400`);
@@ -261,13 +325,28 @@ t.test("identity: audience required, format and licenses, claims, signature", as
 
   const c = await calls(s.emu);
   t.equal(c["google.sts.token"] ?? 0, 0, "the cached federated token serves every ID token");
-  t.equal(c["google.iam.generateIdToken"], 5, "one generateIdToken per account, format and audience (gcloud, Node and Python forms of one audience share it)");
+  t.equal(
+    c["google.iam.generateIdToken"],
+    5,
+    "one generateIdToken per account, format and audience (gcloud, Node and Python forms of one audience share it)",
+  );
 });
 
 t.test("upstream failures: 503 with Retry-After, never 500, and cached tokens keep being served", async (t) => {
   const cached = JSON.parse((await inject(t, s, `${SA}/default/token`)).body) as { access_token: string };
-  const forbidden = JSON.stringify({ error: { code: 403, message: "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).", status: "PERMISSION_DENIED" } });
-  s.emu.server.addFault({ endpoint: "google.iam.generateAccessToken", status: 403, body: forbidden, headers: { "content-type": "application/json; charset=UTF-8" } });
+  const forbidden = JSON.stringify({
+    error: {
+      code: 403,
+      message: "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+      status: "PERMISSION_DENIED",
+    },
+  });
+  s.emu.server.addFault({
+    endpoint: "google.iam.generateAccessToken",
+    status: 403,
+    body: forbidden,
+    headers: { "content-type": "application/json; charset=UTF-8" },
+  });
   s.emu.server.addFault({ endpoint: "google.iam.generateIdToken", status: 500 });
   const denied = await inject(t, s, `${SA}/default/token?scopes=https://www.googleapis.com/auth/devstorage.read_only`);
   t.equal(denied.status, 503, "generateAccessToken PERMISSION_DENIED → 503");
@@ -282,7 +361,11 @@ t.test("upstream failures: 503 with Retry-After, never 500, and cached tokens ke
   t.equal(JSON.parse(still.body).access_token, cached.access_token);
   s.emu.server.clearFaults();
   s.emu.server.addFault({ endpoint: "google.iam.generateAccessToken", drop: true });
-  const dropped = await inject(t, s, `${SA}/${SECOND_SERVICE_ACCOUNT}/token?scopes=https://www.googleapis.com/auth/devstorage.full_control`);
+  const dropped = await inject(
+    t,
+    s,
+    `${SA}/${SECOND_SERVICE_ACCOUNT}/token?scopes=https://www.googleapis.com/auth/devstorage.full_control`,
+  );
   t.equal(dropped.status, 503, "connection dropped by IAM Credentials → 503");
   t.ok(Number(dropped.headers["retry-after"]) >= 1, "with Retry-After");
   s.emu.server.clearFaults();
@@ -298,7 +381,11 @@ t.test("upstream failures: 503 with Retry-After, never 500, and cached tokens ke
 });
 
 t.test("without a service account: the federated token is served, identity says why it cannot", async (t) => {
-  const n = await startStack({ serviceAccounts: [], overrides: { "upstream.attempts": 1, "server.upstreamBudgetPerMinute": 3 }, logLevel: "fatal" });
+  const n = await startStack({
+    serviceAccounts: [],
+    overrides: { "upstream.attempts": 1, "server.upstreamBudgetPerMinute": 3 },
+    logLevel: "fatal",
+  });
   t.teardown(() => n.close());
   n.emu.google.settings.tokeninfoFederated = true;
 
@@ -348,13 +435,21 @@ t.test("without a service account: the federated token is served, identity says 
   const statuses: number[] = [];
   let limited: Answer | undefined;
   for (let i = 0; i < 5; i++) {
-    const a = await n.daemon.app.inject({ url: `${SA}/default/token?scopes=https://www.googleapis.com/auth/s${i}`, headers: { "metadata-flavor": "Google" }, remoteAddress: "127.0.0.9" });
+    const a = await n.daemon.app.inject({
+      url: `${SA}/default/token?scopes=https://www.googleapis.com/auth/s${i}`,
+      headers: { "metadata-flavor": "Google" },
+      remoteAddress: "127.0.0.9",
+    });
     statuses.push(a.statusCode);
     if (a.statusCode === 429) limited = { status: a.statusCode, headers: a.headers, body: a.body };
   }
   t.same(statuses, [200, 200, 200, 429, 429], "beyond the budget: 429");
   t.equal(limited?.headers["metadata-flavor"], "Google");
   t.ok(limited && Number(limited.headers["retry-after"]) >= 1, "429 with Retry-After");
-  const hit = await n.daemon.app.inject({ url: `${SA}/default/token`, headers: { "metadata-flavor": "Google" }, remoteAddress: "127.0.0.9" });
+  const hit = await n.daemon.app.inject({
+    url: `${SA}/default/token`,
+    headers: { "metadata-flavor": "Google" },
+    remoteAddress: "127.0.0.9",
+  });
   t.equal(hit.statusCode, 200, "a cached token is still served beyond the budget");
 });

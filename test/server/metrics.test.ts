@@ -33,9 +33,14 @@ t.test("metric names, and labels stay bounded after 1,000 distinct audiences", a
   t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/token")).status, 200);
   for (let i = 0; i < 1000; i += 50) {
     const batch = await Promise.all(
-      Array.from({ length: 50 }, (_, j) => s.get(`/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://aud-${i + j}.example.com/x`)),
+      Array.from({ length: 50 }, (_, j) =>
+        s.get(`/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://aud-${i + j}.example.com/x`),
+      ),
     );
-    t.ok(batch.every((r) => r.status === 200), `batch ${i} answered`);
+    t.ok(
+      batch.every((r) => r.status === 200),
+      `batch ${i} answered`,
+    );
   }
   const res = await fetch(`${s.url}/metrics`);
   t.equal(res.status, 200);
@@ -47,7 +52,10 @@ t.test("metric names, and labels stay bounded after 1,000 distinct audiences", a
   const ser = series(text);
   const http = ser.get("oci2gcp_http_requests_total")!;
   t.ok(http.size <= 5, `HTTP series by route template: ${[...http].join(" ")}`);
-  t.ok([...http].some((l) => l.includes('route="/computeMetadata/v1/instance/service-accounts/:account/identity"')), "labelled by route template");
+  t.ok(
+    [...http].some((l) => l.includes('route="/computeMetadata/v1/instance/service-accounts/:account/identity"')),
+    "labelled by route template",
+  );
   t.ok(ser.get("oci2gcp_token_expiry_seconds")!.size <= 5, "expiry series per kind and account, not per audience");
   t.match(text, /oci2gcp_cached_tokens\{kind="id-token"\} 64\b/, "the ID-token cache is bounded by server.maxCachedVariants");
   t.match(text, /oci2gcp_upstream_requests_total\{hop="impersonation",outcome="success"\} 10\d\d/, "upstream calls counted per hop");
@@ -94,11 +102,16 @@ t.test("answers tallied outside prom-client reach the request counter and the du
   const tally = m.observer(route, "GET", 200);
   for (let i = 0; i < 5; i++) tally(0.0001);
   tally(0.003);
-  const line = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} ([\\d.e-]+)$`, "m").exec(text)?.[1] ?? NaN);
+  const line = (text: string, name: string, labels: string) =>
+    Number(new RegExp(`^${name}\\{${labels}\\} ([\\d.e-]+)$`, "m").exec(text)?.[1] ?? NaN);
   const r = `route="${route.replace(/[/:]/g, (c) => `\\${c}`)}"`;
   let text = await m.registry.metrics();
   t.equal(line(text, "oci2gcp_http_requests_total", `${r},method="GET",status="200"`), 6, "counted");
-  t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.0005",${r}`), 5, "the series exists though only tallies answered");
+  t.equal(
+    line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.0005",${r}`),
+    5,
+    "the series exists though only tallies answered",
+  );
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="0.005",${r}`), 6, "buckets are cumulative");
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_count", r), 6);
   t.ok(Math.abs(line(text, "oci2gcp_http_request_duration_seconds_sum", r) - 0.0035) < 1e-9, "sum");
@@ -113,6 +126,8 @@ t.test("answers tallied outside prom-client reach the request counter and the du
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_bucket", `le="\\+Inf",${r}`), 7);
   t.equal(line(text, "oci2gcp_http_request_duration_seconds_count", r), 7);
   const json = (await m.registry.getMetricsAsJSON()).find((x) => x.name === "oci2gcp_http_request_duration_seconds")!;
-  const count = json.values.find((v) => (v as { metricName?: string }).metricName === "oci2gcp_http_request_duration_seconds_count" && v.labels.route === route);
+  const count = json.values.find(
+    (v) => (v as { metricName?: string }).metricName === "oci2gcp_http_request_duration_seconds_count" && v.labels.route === route,
+  );
   t.equal(count?.value, 7, "the JSON view agrees");
 });

@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
 import { promisify } from "node:util";
 import type { EmulatorRequest, EmulatorResponse, EmulatorServer } from "../core.js";
-import { decodeJwt, keyFromJwk, nowSeconds, publicJwk, signJwt, verifyJwtSignature, type JwtParts } from "../jose.js";
+import { decodeJwt, type JwtParts, keyFromJwk, nowSeconds, publicJwk, signJwt, verifyJwtSignature } from "../jose.js";
 import { selfSignedCertificatePem } from "./x509.js";
 
 /**
@@ -137,7 +137,8 @@ function apiOk(body: unknown): EmulatorResponse {
 }
 
 const INVALID_ARGUMENT = "Request contains an invalid argument.";
-const AUTH_HELP = "Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+const AUTH_HELP =
+  "Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 
 function errorInfo(reason: string, domain: string, metadata: Record<string, string>): Record<string, unknown> {
   return { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason, domain, metadata };
@@ -210,7 +211,8 @@ function safeDecode(s: string): string | undefined {
   }
 }
 
-const PROVIDER_AUDIENCE = /^\/\/iam\.googleapis\.com\/(projects\/[^/]+\/locations\/[^/]+\/workloadIdentityPools\/[^/]+\/providers\/[^/]+|locations\/[^/]+\/workforcePools\/[^/]+\/providers\/[^/]+)$/;
+const PROVIDER_AUDIENCE =
+  /^\/\/iam\.googleapis\.com\/(projects\/[^/]+\/locations\/[^/]+\/workloadIdentityPools\/[^/]+\/providers\/[^/]+|locations\/[^/]+\/workforcePools\/[^/]+\/providers\/[^/]+)$/;
 const SCOPE_FORM = /^(https:\/\/www\.googleapis\.com\/auth\/[A-Za-z0-9._\-/]+|openid|email|profile)$/;
 
 interface JwksCache {
@@ -254,9 +256,17 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
 
   // Signing key for the ID tokens, published at /oauth2/v3/certs (JWK) and /oauth2/v1/certs (X.509).
   const { privateKey: signingKey } = await promisify(crypto.generateKeyPair)("rsa", { modulusLength: 2048 });
-  const kid = crypto.createHash("sha1").update(crypto.createPublicKey(signingKey).export({ type: "spki", format: "der" })).digest("hex");
+  const kid = crypto
+    .createHash("sha1")
+    .update(crypto.createPublicKey(signingKey).export({ type: "spki", format: "der" }))
+    .digest("hex");
   const nowMs = Date.now();
-  const certPem = selfSignedCertificatePem(signingKey, "emulator.accounts.google.com", new Date(nowMs - 3600_000), new Date(nowMs + 14 * 86400_000));
+  const certPem = selfSignedCertificatePem(
+    signingKey,
+    "emulator.accounts.google.com",
+    new Date(nowMs - 3600_000),
+    new Date(nowMs + 14 * 86400_000),
+  );
 
   const tokens = new Map<string, TokenRecord>();
   const live = (token: string): TokenRecord | undefined => {
@@ -359,7 +369,7 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     if (aud !== audience) {
       return stsError(
         "invalid_target",
-        "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
+        'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.',
       );
     }
     const scopes = (p.get("scope") ?? "").split(/\s+/).filter(Boolean);
@@ -376,7 +386,12 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
         `The issuer in ID Token ${typeof claims.iss === "string" ? claims.iss : "null"} does not match the expected one in config: ${opts.issuer}`,
       );
     }
-    const tokenAud = typeof claims.aud === "string" ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === "string") : [];
+    const tokenAud =
+      typeof claims.aud === "string"
+        ? [claims.aud]
+        : Array.isArray(claims.aud)
+          ? claims.aud.filter((a): a is string => typeof a === "string")
+          : [];
     if (!tokenAud.some((a) => allowedAudiences.includes(a))) {
       return stsError("invalid_grant", `The audience in ID Token [${tokenAud.join(", ")}] does not match the expected audience.`);
     }
@@ -395,7 +410,10 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       subject = undefined;
     }
     if (typeof subject !== "string" || subject === "") {
-      return stsError("invalid_request", "The mapped attribute google.subject must not be empty. Either modify your attribute mapping or the incoming assertion to produce a non-empty google.subject.");
+      return stsError(
+        "invalid_request",
+        "The mapped attribute google.subject must not be empty. Either modify your attribute mapping or the incoming assertion to produce a non-empty google.subject.",
+      );
     }
     if (Buffer.byteLength(subject, "utf8") > 127) {
       return stsError(
@@ -456,11 +474,14 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     }
     if (!rec.scopes.includes(CLOUD_PLATFORM_SCOPE) && !rec.scopes.includes(IAM_SCOPE)) {
       throw new Reply(
-        apiError("PERMISSION_DENIED", "Request had insufficient authentication scopes.", [
-          errorInfo("ACCESS_TOKEN_SCOPE_INSUFFICIENT", "googleapis.com", metadata),
-        ], {
-          "www-authenticate": `Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="${IAM_SCOPE} ${CLOUD_PLATFORM_SCOPE}"`,
-        }),
+        apiError(
+          "PERMISSION_DENIED",
+          "Request had insufficient authentication scopes.",
+          [errorInfo("ACCESS_TOKEN_SCOPE_INSUFFICIENT", "googleapis.com", metadata)],
+          {
+            "www-authenticate": `Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="${IAM_SCOPE} ${CLOUD_PLATFORM_SCOPE}"`,
+          },
+        ),
       );
     }
     return rec;
@@ -534,7 +555,10 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       if (b.lifetime !== undefined && b.lifetime !== null) {
         const m = typeof b.lifetime === "string" ? /^(\d+)(?:\.(\d{1,9}))?s$/.exec(b.lifetime) : null;
         if (!m) {
-          return apiError("INVALID_ARGUMENT", `Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration), ${JSON.stringify(b.lifetime)}`);
+          return apiError(
+            "INVALID_ARGUMENT",
+            `Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration), ${JSON.stringify(b.lifetime)}`,
+          );
         }
         lifetime = Number(m[1]);
       }
@@ -595,7 +619,11 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
   }));
 
   const tokenInfoHandler = (req: EmulatorRequest): EmulatorResponse => {
-    const invalid = { status: 400, headers: API_JSON, body: `${JSON.stringify({ error: "invalid_token", error_description: "Invalid Value" }, null, 2)}\n` };
+    const invalid = {
+      status: 400,
+      headers: API_JSON,
+      body: `${JSON.stringify({ error: "invalid_token", error_description: "Invalid Value" }, null, 2)}\n`,
+    };
     const form = req.method === "POST" ? new URLSearchParams(req.body.toString("utf8")) : new URLSearchParams();
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(headerValue(req, "authorization"))?.[1];
     const idToken = req.query.get("id_token") ?? form.get("id_token");

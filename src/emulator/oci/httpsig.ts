@@ -32,9 +32,7 @@ export interface SignatureSuccess<P> {
   principal: P;
 }
 
-export type KeyResolution<P> =
-  | { ok: true; key: crypto.KeyObject; principal: P }
-  | { ok: false; problem: string; expired?: boolean };
+export type KeyResolution<P> = { ok: true; key: crypto.KeyObject; principal: P } | { ok: false; problem: string; expired?: boolean };
 
 export interface VerifyOptions<P> {
   maxClockSkewSeconds: number;
@@ -71,7 +69,10 @@ export function parseSignatureHeader(value: string | undefined): ParsedSignature
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(signature)) return "signature value is not base64";
   const headersParam = params.get("headers");
   // The specification's default list is just "date".
-  const headers = (headersParam ?? "date").split(" ").filter((h) => h !== "").map((h) => h.toLowerCase());
+  const headers = (headersParam ?? "date")
+    .split(" ")
+    .filter((h) => h !== "")
+    .map((h) => h.toLowerCase());
   const out: ParsedSignature = { keyId, algorithm, headers, signature: Buffer.from(signature, "base64") };
   const version = params.get("version");
   if (version !== undefined) out.version = version;
@@ -103,10 +104,18 @@ export function verifyOciRequest<P>(req: EmulatorRequest, opts: VerifyOptions<P>
   const parsed = parseSignatureHeader(headerValue(req, "authorization"));
   if (typeof parsed === "string") return { ok: false, problem: parsed, kind: "malformed" };
   if (parsed.version !== "1") {
-    return { ok: false, problem: `signature version must be "1" (got ${parsed.version === undefined ? "none" : JSON.stringify(parsed.version)})`, kind: "malformed" };
+    return {
+      ok: false,
+      problem: `signature version must be "1" (got ${parsed.version === undefined ? "none" : JSON.stringify(parsed.version)})`,
+      kind: "malformed",
+    };
   }
   if (parsed.algorithm.toLowerCase() !== "rsa-sha256") {
-    return { ok: false, problem: `unsupported signature algorithm ${JSON.stringify(parsed.algorithm)} (expected rsa-sha256)`, kind: "malformed" };
+    return {
+      ok: false,
+      problem: `unsupported signature algorithm ${JSON.stringify(parsed.algorithm)} (expected rsa-sha256)`,
+      kind: "malformed",
+    };
   }
 
   // Which headers must be covered by the signature.
@@ -128,7 +137,8 @@ export function verifyOciRequest<P>(req: EmulatorRequest, opts: VerifyOptions<P>
   const dateHeader = list.has("x-date") ? "x-date" : "date";
   const dateValue = headerValue(req, dateHeader)!;
   const when = Date.parse(dateValue);
-  if (Number.isNaN(when)) return { ok: false, problem: `${dateHeader} header is not a valid date: ${JSON.stringify(dateValue)}`, kind: "date" };
+  if (Number.isNaN(when))
+    return { ok: false, problem: `${dateHeader} header is not a valid date: ${JSON.stringify(dateValue)}`, kind: "date" };
   const now = (opts.now ?? Date.now)();
   const skew = Math.abs(now - when) / 1000;
   if (skew > opts.maxClockSkewSeconds) {

@@ -3,8 +3,8 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { EmulatorRequest, EmulatorResponse, EmulatorServer } from "../core.js";
 import { decodeJwt, keyFromJwk, newRsaKey, nowSeconds, publicJwk, signJwt, verifyJwtSignature } from "../jose.js";
-import { certSha1Fingerprint, colonHex, createCertificate, newRsaKeyAsync, type IssuedCert } from "../x509.js";
-import { verifyOciRequest, type KeyResolution } from "./httpsig.js";
+import { certSha1Fingerprint, colonHex, createCertificate, type IssuedCert, newRsaKeyAsync } from "../x509.js";
+import { type KeyResolution, verifyOciRequest } from "./httpsig.js";
 
 /**
  * The OCI side of the chain, emulated on loopback: instance metadata v2, the auth service's
@@ -142,7 +142,12 @@ function certFromBareBase64(value: unknown): crypto.X509Certificate | undefined 
 /** OCI API-key fingerprint: MD5 of the DER public key, colon-separated lowercase hex. */
 function apiKeyFingerprint(key: crypto.KeyObject): string {
   const pub = key.type === "private" ? crypto.createPublicKey(key) : key;
-  return colonHex(crypto.createHash("md5").update(pub.export({ format: "der", type: "spki" })).digest());
+  return colonHex(
+    crypto
+      .createHash("md5")
+      .update(pub.export({ format: "der", type: "spki" }))
+      .digest(),
+  );
 }
 
 function contentTypeIs(header: string | string[] | undefined, wanted: string): boolean {
@@ -168,9 +173,19 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
 
   // Keys: the auth service signs security tokens, the domain its own JWTs; a PKI for instances.
   const [authKey, domainKey, k8sKey] = await Promise.all([newRsaKeyAsync(), newRsaKeyAsync(), newRsaKeyAsync()]);
-  const rootCa = await createCertificate({ subject: [["CN", "Emulated OCI Root CA"], ["O", "oci2gcp emulator"]], isCa: true, validSeconds: 10 * 365 * 86400 });
+  const rootCa = await createCertificate({
+    subject: [
+      ["CN", "Emulated OCI Root CA"],
+      ["O", "oci2gcp emulator"],
+    ],
+    isCa: true,
+    validSeconds: 10 * 365 * 86400,
+  });
   const intermediate = await createCertificate({
-    subject: [["CN", "Emulated OCI Instance Intermediate CA"], ["O", "oci2gcp emulator"]],
+    subject: [
+      ["CN", "Emulated OCI Instance Intermediate CA"],
+      ["O", "oci2gcp emulator"],
+    ],
     issuer: rootCa,
     isCa: true,
     pathLen: 0,
@@ -231,7 +246,11 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
     if (auth !== "Bearer Oracle") {
       return ociError(401, "NotAuthenticated", "Authorization header 'Bearer Oracle' is required for the v2 metadata endpoints");
     }
-    if (req.headers.forwarded !== undefined || req.headers["x-forwarded-for"] !== undefined || req.headers["x-forwarded-host"] !== undefined) {
+    if (
+      req.headers.forwarded !== undefined ||
+      req.headers["x-forwarded-for"] !== undefined ||
+      req.headers["x-forwarded-host"] !== undefined
+    ) {
       return ociError(401, "NotAuthenticated", "requests with Forwarded, X-Forwarded-For or X-Forwarded-Host headers are refused");
     }
     const rest = req.params.rest ?? "";
@@ -266,11 +285,16 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
       if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
       body = parsed as Record<string, unknown>;
     } catch {
-      return ociError(400, "InvalidParameter", "request body must be a JSON object {certificate, publicKey, intermediateCertificates, purpose}");
+      return ociError(
+        400,
+        "InvalidParameter",
+        "request body must be a JSON object {certificate, publicKey, intermediateCertificates, purpose}",
+      );
     }
     const cert = certFromBareBase64(body.certificate);
     if (!cert) return ociError(400, "InvalidParameter", "certificate must be a base64 DER X.509 certificate (PEM body without armour)");
-    if (body.purpose !== undefined && typeof body.purpose !== "string") return ociError(400, "InvalidParameter", "purpose must be a string");
+    if (body.purpose !== undefined && typeof body.purpose !== "string")
+      return ociError(400, "InvalidParameter", "purpose must be a string");
     if (body.intermediateCertificates !== undefined && !Array.isArray(body.intermediateCertificates)) {
       return ociError(400, "InvalidParameter", "intermediateCertificates must be an array");
     }
@@ -310,7 +334,12 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
         return { ok: true, key: cert.publicKey, principal: issued };
       },
     });
-    if (!checked.ok) return ociError(401, "NotAuthenticated", `The required information to complete authentication was not provided or was incorrect: ${checked.problem}`);
+    if (!checked.ok)
+      return ociError(
+        401,
+        "NotAuthenticated",
+        `The required information to complete authentication was not provided or was incorrect: ${checked.problem}`,
+      );
 
     const sessionKey = publicKeyFromBareBase64(body.publicKey);
     if (!sessionKey) return ociError(400, "InvalidParameter", "publicKey must be an RSA public key (base64 SPKI, PEM body without armour)");
@@ -335,7 +364,8 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
     if (keyId.startsWith("ST$")) {
       const jwt = decodeJwt(keyId.slice(3));
       if (!jwt) return { ok: false, problem: "keyId ST$<token>: the security token is not a JWT" };
-      if (!verifyJwtSignature(jwt, authKey)) return { ok: false, problem: "security token signature does not verify (not issued by this auth service)" };
+      if (!verifyJwtSignature(jwt, authKey))
+        return { ok: false, problem: "security token signature does not verify (not issued by this auth service)" };
       const c = jwt.payload;
       if (c.iss !== AUTH_ISSUER) return { ok: false, problem: `security token issuer ${JSON.stringify(c.iss)} is not ${AUTH_ISSUER}` };
       if (typeof c.exp !== "number") return { ok: false, problem: "security token has no exp" };
@@ -356,7 +386,12 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
           return {
             ok: true,
             key,
-            principal: { kind: "instance", instanceId: str(c["opc-instance"]), compartmentId: str(c["opc-compartment"]), tenancy: str(c["opc-tenant"]) },
+            principal: {
+              kind: "instance",
+              instanceId: str(c["opc-instance"]),
+              compartmentId: str(c["opc-compartment"]),
+              tenancy: str(c["opc-tenant"]),
+            },
           };
         case "res": {
           const extra: Record<string, unknown> = {};
@@ -364,7 +399,14 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
           return {
             ok: true,
             key,
-            principal: { kind: "resource", resType: str(c.res_type), resId: str(c.res_id), resCompartment: str(c.res_compartment), resTenant: str(c.res_tenant), claims: extra },
+            principal: {
+              kind: "resource",
+              resType: str(c.res_type),
+              resId: str(c.res_id),
+              resCompartment: str(c.res_compartment),
+              resTenant: str(c.res_tenant),
+              claims: extra,
+            },
           };
         }
         case "login":
@@ -374,7 +416,8 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
       }
     }
     const parts = keyId.split("/");
-    if (parts.length !== 3) return { ok: false, problem: `keyId ${JSON.stringify(keyId)} is neither ST$<security token> nor <tenancy>/<user>/<fingerprint>` };
+    if (parts.length !== 3)
+      return { ok: false, problem: `keyId ${JSON.stringify(keyId)} is neither ST$<security token> nor <tenancy>/<user>/<fingerprint>` };
     const [keyTenancy, user, fp] = parts as [string, string, string];
     if (user === "fed-x509") return { ok: false, problem: "fed-x509 keyIds are only accepted by the auth service's /v1/x509" };
     if (keyTenancy !== tenancy) return { ok: false, problem: `unknown tenancy ${JSON.stringify(keyTenancy)} in keyId` };
@@ -388,7 +431,11 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
     const checked = verifyOciRequest<Principal>(req, { maxClockSkewSeconds: settings.maxClockSkewSeconds, resolveKey: resolveDomainKey });
     if (!checked.ok) return oauthError(401, "invalid_client", checked.problem);
     if (!contentTypeIs(req.headers["content-type"], "application/x-www-form-urlencoded")) {
-      return oauthError(400, "invalid_request", `content-type must be application/x-www-form-urlencoded, got ${JSON.stringify(req.headers["content-type"] ?? "")}`);
+      return oauthError(
+        400,
+        "invalid_request",
+        `content-type must be application/x-www-form-urlencoded, got ${JSON.stringify(req.headers["content-type"] ?? "")}`,
+      );
     }
     const form = new URLSearchParams(req.body.toString("utf8"));
     for (const k of new Set(form.keys())) {
@@ -404,7 +451,7 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
       return oauthError(400, "invalid_request", `requested_token_type must be ${TOKEN_TYPE_ACCESS}, got ${JSON.stringify(rtt ?? "")}`);
     }
     const scope = form.get("scope");
-    if (!scope || !scope.trim()) return oauthError(400, "invalid_request", "scope is required");
+    if (!scope?.trim()) return oauthError(400, "invalid_request", "scope is required");
 
     const p = checked.principal;
     const iat = nowSeconds();
@@ -431,7 +478,12 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
         ...p.claims,
       });
     } else {
-      Object.assign(claims, { sub: p.userId, sub_type: "user", user_ocid: p.userId, auth_via: p.via === "apiKey" ? "api_key" : "session_token" });
+      Object.assign(claims, {
+        sub: p.userId,
+        sub_type: "user",
+        user_ocid: p.userId,
+        auth_via: p.via === "apiKey" ? "api_key" : "session_token",
+      });
     }
     const access = signJwt(claims, domainKey, DOMAIN_KID);
     return {
@@ -487,7 +539,7 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
       try {
         podKey = (JSON.parse(req.body.toString("utf8")) as Record<string, unknown>)?.podKey;
       } catch {
-        return ociError(400, "InvalidParameter", "request body must be JSON {\"podKey\": ...}");
+        return ociError(400, "InvalidParameter", 'request body must be JSON {"podKey": ...}');
       }
       const sessionKey = publicKeyFromBareBase64(podKey);
       if (!sessionKey) return ociError(400, "InvalidParameter", "podKey must be an RSA public key (base64 SPKI, PEM body without armour)");
