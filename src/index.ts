@@ -22,7 +22,8 @@ export { TokenSourceAuthClient } from "./google/auth-client.js";
 export { createLogger } from "./log.js";
 export type { DomainToken } from "./oci/identity-domain.js";
 export { CachingTokenSource, KeyedTokenCache } from "./token/cache.js";
-export { type Hop, HopError, type Token, type TokenSource } from "./token/token-source.js";
+export type { Token, TokenSource } from "./token/token-source.js";
+export { type Hop, HopError } from "./upstream/hop-error.js";
 
 export interface FromEnvironmentOptions {
   /** Environment to read; default process.env. */

@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import t from "tap";
 import type { Emulators } from "../src/emulator/index.js";
 import { createLogger, scrub } from "./../src/log.js";
-import { HopError } from "../src/token/token-source.js";
+import { HopError } from "../src/upstream/hop-error.js";
 import { calls, resetEmulators, SECRET_PATTERNS, type Stack, type StackOptions, startStack, startTestEmulators } from "./helpers/stack.js";
 
 /**
@@ -103,7 +103,13 @@ t.test("the logger: messages, nested objects, err objects, format arguments, chi
     "by field name",
   );
   log.warn(
-    { err: new HopError("STS", `HTTP 400: invalid_grant: the token ${JWT} is bad`, { status: 400, upstreamError: "invalid_grant" }) },
+    {
+      err: new HopError("STS", `HTTP 400: invalid_grant: the token ${JWT} is bad`, {
+        code: "refused",
+        status: 400,
+        upstreamError: "invalid_grant",
+      }),
+    },
     "renewal failed",
   );
   log.error(

@@ -5,7 +5,8 @@ import { StsTokenSource } from "../google/sts.js";
 import { transport } from "../google/transport.js";
 import { type DomainToken, IdentityDomainTokenSource } from "../oci/identity-domain.js";
 import { principalSource, type SigningIdentity } from "../oci/principal.js";
-import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import type { Token, TokenSource } from "../token/token-source.js";
+import { HopError } from "../upstream/hop-error.js";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skipped";
 
@@ -35,8 +36,8 @@ function fixed<T extends Token>(t: T): TokenSource<T> {
 }
 
 function said(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return e instanceof HopError && m.startsWith(`${e.hop}: `) ? m.slice(e.hop.length + 2) : m;
+  if (e instanceof HopError) return e.detail;
+  return e instanceof Error ? e.message : String(e);
 }
 
 function fmtTime(ms: number): string {

@@ -1,4 +1,4 @@
-import { type Hop, HopError, isRetryableStatus } from "../token/token-source.js";
+import { type Hop, HopError, isRetryableStatus } from "../upstream/hop-error.js";
 import { parseRetryAfter } from "../upstream/retry.js";
 
 interface GaxiosLike {
@@ -58,6 +58,7 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
         ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}`
         : "no error details";
     return new HopError(hop, `${what}: HTTP ${status}: ${said}`, {
+      code: "refused",
       status,
       upstreamError: code,
       retryable: isRetryableStatus(status),
@@ -73,5 +74,5 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
   const why = timedOut
     ? "no answer within upstream.timeoutMs"
     : ((typeof g.code === "string" ? g.code : undefined) ?? rootCause(g.cause) ?? message ?? String(e));
-  return new HopError(hop, `${what} failed: ${why}`, { retryable: true, cause: e });
+  return new HopError(hop, `${what} failed: ${why}`, { code: timedOut ? "timeout" : "unreachable", retryable: true, cause: e });
 }

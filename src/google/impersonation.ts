@@ -1,6 +1,7 @@
 import { AuthClient, Impersonated } from "google-auth-library";
 import { decodeJwtClaims } from "../oci/principal.js";
-import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import type { Token, TokenSource } from "../token/token-source.js";
+import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { googleError } from "./errors.js";
 import { checkLifetime } from "./sts.js";
@@ -92,11 +93,15 @@ export class ImpersonatedAccessTokenSource implements TokenSource {
       }
       const now = Date.now();
       if (typeof tokens.access_token !== "string" || tokens.access_token === "") {
-        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without an accessToken`, { retryable: true });
+        throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without an accessToken`, {
+          code: "bad_answer",
+          retryable: true,
+        });
       }
       const exp = tokens.expiry_date;
       if (typeof exp !== "number" || Number.isNaN(exp)) {
         throw new HopError(HOP, `generateAccessToken for ${this.o.serviceAccount} answered without a valid expireTime`, {
+          code: "bad_answer",
           retryable: true,
         });
       }
@@ -132,6 +137,7 @@ export class ImpersonatedIdTokenSource implements TokenSource {
       const now = Date.now();
       if (!claims || typeof claims.exp !== "number") {
         throw new HopError(HOP, `generateIdToken for ${this.o.serviceAccount} answered with something that is not a JWT`, {
+          code: "bad_answer",
           retryable: true,
         });
       }

@@ -1,6 +1,7 @@
 // Not re-exported from the package root; stable across google-auth-library 10.x.
 import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
-import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import type { Token, TokenSource } from "../token/token-source.js";
+import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { googleError } from "./errors.js";
 import type { Transport } from "./transport.js";
@@ -12,7 +13,10 @@ const MAX_LIFETIME_S = 12 * 3600;
 /** Checks an `expires_in` from Google: a positive, sane number of seconds. */
 export function checkLifetime(hop: "STS" | "impersonation", v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > MAX_LIFETIME_S) {
-    throw new HopError(hop, `the answer's lifetime is ${JSON.stringify(v)}, not between 1 s and ${MAX_LIFETIME_S} s`, { retryable: true });
+    throw new HopError(hop, `the answer's lifetime is ${JSON.stringify(v)}, not between 1 s and ${MAX_LIFETIME_S} s`, {
+      code: "bad_answer",
+      retryable: true,
+    });
   }
   return v;
 }
@@ -58,7 +62,7 @@ export class StsTokenSource implements TokenSource {
     }
     const data = res as unknown as Record<string, unknown>;
     if (!data || typeof data !== "object" || typeof data.access_token !== "string" || data.access_token === "") {
-      throw new HopError(HOP, "the token exchange answered 200 without an access_token", { retryable: true });
+      throw new HopError(HOP, "the token exchange answered 200 without an access_token", { code: "bad_answer", retryable: true });
     }
     const life = checkLifetime(HOP, data.expires_in);
     return { value: data.access_token, expiresAt: sent + life * 1000, obtainedAt: sent };

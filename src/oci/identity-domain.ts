@@ -1,4 +1,5 @@
-import { HopError, isRetryableStatus, type Token, type TokenSource } from "../token/token-source.js";
+import type { Token, TokenSource } from "../token/token-source.js";
+import { HopError, isRetryableStatus } from "../upstream/hop-error.js";
 import { parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
 import { decodeJwtClaims, type SigningIdentity } from "./principal.js";
 import { signRequest } from "./signer.js";
@@ -83,7 +84,7 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
     } catch (e) {
       const err = e as Error & { cause?: { code?: string } };
       const why = err.name === "TimeoutError" ? `no answer within ${this.opts.timeoutMs} ms` : (err.cause?.code ?? err.message);
-      throw new HopError(HOP, `POST ${this.url.origin}/oauth2/v1/token failed: ${why}`, { retryable: true, cause: e });
+      throw new HopError(HOP, `POST ${this.url.origin}/oauth2/v1/token failed: ${why}`, { code: "unreachable", retryable: true, cause: e });
     }
     return parseDomainAnswer(res.status, text, res.headers.get("retry-after"));
   }
@@ -103,25 +104,28 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
       typeof obj?.error_description === "string" ? obj.error_description : typeof obj?.message === "string" ? obj.message : undefined;
     const said = error ? `${error}${desc ? `: ${desc}` : ""}` : obj ? snippet(text) : `non-JSON body: ${snippet(text)}`;
     throw new HopError(HOP, `HTTP ${status}: ${said}`, {
+      code: "refused",
       status,
       upstreamError: error,
       retryable: isRetryableStatus(status),
       retryAfterSeconds: parseRetryAfter(retryAfter),
     });
   }
-  if (!obj) throw new HopError(HOP, `HTTP 200 with a body that is not JSON: ${snippet(text, 80)}`, { retryable: true });
+  if (!obj) throw new HopError(HOP, `HTTP 200 with a body that is not JSON: ${snippet(text, 80)}`, { code: "bad_answer", retryable: true });
   const tok = obj.access_token;
-  if (typeof tok !== "string" || tok === "") throw new HopError(HOP, "HTTP 200 without an access_token", { retryable: true });
+  if (typeof tok !== "string" || tok === "")
+    throw new HopError(HOP, "HTTP 200 without an access_token", { code: "bad_answer", retryable: true });
   const claims = decodeJwtClaims(tok);
-  if (!claims) throw new HopError(HOP, "the access_token is not a JWT", { retryable: true });
+  if (!claims) throw new HopError(HOP, "the access_token is not a JWT", { code: "bad_answer", retryable: true });
   const now = Date.now();
   const exp = claims.exp;
   if (typeof exp !== "number" || !Number.isFinite(exp))
-    throw new HopError(HOP, "the domain JWT has no numeric exp claim", { retryable: true });
+    throw new HopError(HOP, "the domain JWT has no numeric exp claim", { code: "bad_answer", retryable: true });
   const expiresIn = obj.expires_in;
   if (expiresIn !== undefined) {
     if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn <= 0 || expiresIn > MAX_LIFETIME_S) {
       throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
+        code: "bad_answer",
         retryable: true,
       });
     }
@@ -130,22 +134,23 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
       throw new HopError(
         HOP,
         `the domain JWT's exp disagrees with expires_in by ${skew} s: this machine's clock and the identity domain's differ; fix the clock (NTP)`,
-        { retryable: true },
+        { code: "clock", retryable: true },
       );
     }
   }
   if (exp * 1000 <= now)
     throw new HopError(HOP, `the domain JWT expired ${Math.round(now / 1000 - exp)} s ago on arrival: check this machine's clock`, {
+      code: "clock",
       retryable: true,
     });
   if (exp - now / 1000 > MAX_LIFETIME_S + MAX_SKEW_S)
-    throw new HopError(HOP, "the domain JWT's exp is more than a day away: check this machine's clock", { retryable: true });
+    throw new HopError(HOP, "the domain JWT's exp is more than a day away: check this machine's clock", { code: "clock", retryable: true });
   const iat = claims.iat;
   if (typeof iat === "number" && iat - now / 1000 > MAX_SKEW_S) {
     throw new HopError(
       HOP,
       `the domain JWT was issued ${Math.round(iat - now / 1000)} s in the future: this machine's clock is behind; fix it (NTP)`,
-      { retryable: true },
+      { code: "clock", retryable: true },
     );
   }
   const expiresAt = Math.min(exp * 1000, expiresIn !== undefined ? now + (expiresIn as number) * 1000 : Infinity);

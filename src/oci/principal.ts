@@ -2,7 +2,8 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import common from "oci-common";
 import type { Config } from "../config/config.js";
-import { HopError, type Token, type TokenSource } from "../token/token-source.js";
+import type { Token, TokenSource } from "../token/token-source.js";
+import { HopError } from "../upstream/hop-error.js";
 import { parseRetryAfter, snippet } from "../upstream/retry.js";
 import { PregeneratedSessionKeySupplier } from "./session-keys.js";
 
@@ -47,6 +48,7 @@ export function principalError(e: unknown, context: string): HopError {
   const status = /status:? (\d{3})/.exec(msg)?.[1];
   const code = Number(status);
   return new HopError(HOP, `${context}: ${msg}`, {
+    code: status ? "refused" : "failed",
     status: status ? code : undefined,
     retryable: !status || code >= 500 || code === 429,
     cause: e,
@@ -56,7 +58,7 @@ export function principalError(e: unknown, context: string): HopError {
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new HopError(HOP, `${what} did not finish within ${ms} ms`, { retryable: true })), ms);
+    timer = setTimeout(() => reject(new HopError(HOP, `${what} did not finish within ${ms} ms`, { code: "timeout", retryable: true })), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -89,15 +91,20 @@ async function identityFrom(
   try {
     privateKey = crypto.createPrivateKey({ key: privateKeyPem, passphrase: passphrase ?? undefined });
   } catch (e) {
-    throw new HopError(HOP, `the ${label} private key cannot be read (${(e as Error).message}); check the key and its passphrase`);
+    throw new HopError(HOP, `the ${label} private key cannot be read (${(e as Error).message}); check the key and its passphrase`, {
+      code: "credential_unusable",
+    });
   }
   const now = Date.now();
   if (keyId.startsWith("ST$")) {
     const claims = decodeJwtClaims(keyId.slice(3));
     const exp = claims?.exp;
-    if (typeof exp !== "number") throw new HopError(HOP, `the ${label} security token is not a JWT with an exp claim`);
+    if (typeof exp !== "number")
+      throw new HopError(HOP, `the ${label} security token is not a JWT with an exp claim`, { code: "credential_unusable" });
     if (exp * 1000 <= now) {
-      throw new HopError(HOP, `the ${label} security token expired at ${new Date(exp * 1000).toISOString()}`);
+      throw new HopError(HOP, `the ${label} security token expired at ${new Date(exp * 1000).toISOString()}`, {
+        code: "credential_expired",
+      });
     }
     // OCI security tokens live minutes to hours. Believing an exp further away would keep
     // a broken token (or one misread through a wrong clock) cached long after it stops working.
@@ -105,7 +112,7 @@ async function identityFrom(
       throw new HopError(
         HOP,
         `the ${label} security token expires ${new Date(exp * 1000).toISOString()}, more than a day away: check this machine's clock (NTP)`,
-        { retryable: true },
+        { code: "clock", retryable: true },
       );
     }
     const { jwk: _jwk, ...safeClaims } = claims!;
@@ -133,12 +140,13 @@ async function probeMetadata(base: string, timeoutMs: number): Promise<void> {
     throw new HopError(
       HOP,
       `the OCI instance metadata service at ${base} did not answer (${(e as Error).cause ?? (e as Error).message}): the instance principal works only on an OCI compute instance; elsewhere choose another oci.principal`,
-      { retryable: true },
+      { code: "not_on_oci", retryable: true },
     );
   }
   await res.arrayBuffer().catch(() => undefined);
   if (res.status !== 200) {
     throw new HopError(HOP, `the OCI instance metadata service at ${base} answered HTTP ${res.status} to instance/region`, {
+      code: "refused",
       status: res.status,
       retryable: res.status >= 500,
     });
@@ -193,7 +201,8 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
             // oci-common reports only the status of a refused federation; add what the auth service said.
             const said = federationAnswer?.last;
             if (said && !(e instanceof HopError)) {
-              throw new HopError(HOP, `${stripHop(err.message)} (${said.text})`, {
+              throw new HopError(HOP, `${err.detail} (${said.text})`, {
+                code: "refused",
                 status: said.status,
                 upstreamError: said.code,
                 retryable: err.retryable,
@@ -259,7 +268,10 @@ export function principalSource(cfg: Config, timeoutMs: number): TokenSource<Sig
           } catch (e) {
             const err = principalError(e, `${label} profile ${o.profile} in ${o.configFile}`);
             if (o.principal === "session" && /expired/.test(err.message)) {
-              throw new HopError(HOP, `${stripHop(err.message)}; run: oci session refresh --profile ${o.profile}`, { cause: e });
+              throw new HopError(HOP, `${err.detail}; run: oci session refresh --profile ${o.profile}`, {
+                code: "credential_expired",
+                cause: e,
+              });
             }
             throw err;
           }
@@ -340,6 +352,7 @@ function checkSessionProfile(file: string, profile: string): void {
     throw new HopError(
       HOP,
       `profile ${profile} in ${file} has no security_token_file, so it is not a session profile: create one with oci session authenticate --profile-name ${profile}, or choose oci.principal config-file for an API key`,
+      { code: "credential_unusable" },
     );
   }
   const tokenFile = common.ConfigFileReader.expandUserHome(entry);
@@ -349,12 +362,9 @@ function checkSessionProfile(file: string, profile: string): void {
     throw new HopError(
       HOP,
       `the security_token_file ${tokenFile} of profile ${profile} in ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); run: oci session authenticate --profile-name ${profile}`,
+      { code: "credential_unusable" },
     );
   }
-}
-
-function stripHop(m: string): string {
-  return m.startsWith(`${HOP}: `) ? m.slice(HOP.length + 2) : m;
 }
 
 /** True when others than the owner may read the file: a private key there is exposed. */

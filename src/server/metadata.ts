@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { type Hop, HopError } from "../token/token-source.js";
+import { type Hop, HopError } from "../upstream/hop-error.js";
 import { accessTokenBody, describeFailure, failText, JSON_TYPE, json, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import client from "prom-client";
 import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
-import { HOP_IDS } from "../token/token-source.js";
+import { HOP_IDS } from "../upstream/hop-error.js";
 
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 

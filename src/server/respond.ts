@@ -2,7 +2,8 @@ import type { FastifyReply } from "fastify";
 import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 import { scrub } from "../log.js";
 import { BudgetExceededError } from "../token/cache.js";
-import { HopError, type Token } from "../token/token-source.js";
+import type { Token } from "../token/token-source.js";
+import { HopError } from "../upstream/hop-error.js";
 
 export const TEXT = "application/text";
 export const JSON_TYPE = "application/json";
@@ -89,7 +90,7 @@ function failureOf(e: unknown): UpstreamFailure {
     return {
       status: 503,
       retryAfter: Math.max(1, Math.min(300, e.retryAfterSeconds ?? 5)),
-      message: `oci2gcp: no valid token: the ${e.hop} hop failed: ${e.message.startsWith(`${e.hop}: `) ? e.message.slice(e.hop.length + 2) : e.message}`,
+      message: `oci2gcp: no valid token: the ${e.hop} hop failed: ${e.detail}`,
       hop: e.hop,
     };
   }

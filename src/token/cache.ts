@@ -1,5 +1,6 @@
 import { LRUCache } from "lru-cache";
-import { type Hop, HopError, type Token, type TokenSource } from "./token-source.js";
+import { type Hop, HopError } from "../upstream/hop-error.js";
+import type { Token, TokenSource } from "./token-source.js";
 
 export interface CachePolicy {
   /** Start renewing when less than this remains (ms). */
@@ -178,7 +179,8 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     const err = this.lastError;
     const waitS = Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000));
     if (err instanceof HopError) {
-      return new HopError(err.hop, stripHop(err), {
+      return new HopError(err.hop, err.detail, {
+        code: err.code,
         status: err.status,
         upstreamError: err.upstreamError,
         retryable: true,
@@ -187,7 +189,7 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
         cause: err,
       });
     }
-    return new HopError(this.hop, errorMessage(err), { retryable: true, retryAfterSeconds: waitS, cause: err });
+    return new HopError(this.hop, errorMessage(err), { code: "failed", retryable: true, retryAfterSeconds: waitS, cause: err });
   }
 
   private refresh(): Promise<T> {
@@ -202,7 +204,7 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
           throw new HopError(
             this.hop,
             `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`,
-            { retryable: true },
+            { code: "bad_answer", retryable: true },
           );
         }
         this.current = t;
@@ -260,11 +262,6 @@ export class BudgetExceededError extends Error {
     super(`too many requests that need new upstream calls (${hop}); the cached tokens are still served`);
     this.name = "BudgetExceededError";
   }
-}
-
-function stripHop(e: HopError): string {
-  const prefix = `${e.hop}: `;
-  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
 }
 
 export function errorMessage(e: unknown): string {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { HopError } from "../token/token-source.js";
+import { HopError } from "./hop-error.js";
 
 export interface RetryPolicy {
   /** Attempts in all, the first included. */

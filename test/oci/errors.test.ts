@@ -5,7 +5,8 @@ import t, { type Test } from "tap";
 import type { Emulators } from "../../src/emulator/index.js";
 import { IdentityDomainTokenSource } from "../../src/oci/identity-domain.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
-import { HopError, type TokenSource } from "../../src/token/token-source.js";
+import type { TokenSource } from "../../src/token/token-source.js";
+import { HopError } from "../../src/upstream/hop-error.js";
 import { DEFAULT_RETRY } from "../../src/upstream/retry.js";
 import {
   calls,

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import t, { type Test } from "tap";
 import { BudgetExceededError, type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
-import { HopError, type Token, type TokenSource } from "../../src/token/token-source.js";
+import type { Token, TokenSource } from "../../src/token/token-source.js";
+import { HopError } from "../../src/upstream/hop-error.js";
 import { calls, claimsOf, startStack } from "../helpers/stack.js";
 
 const SUBJECT = "/oci2gcp/v1/subject-token";
@@ -238,7 +239,7 @@ t.test("cache: a failed renewal keeps the old token while above the floor, never
   src.auto = () => tok(HOUR);
   const first = await c.token();
   src.auto = undefined;
-  const boom = new HopError("identity domain", "HTTP 503: temporarily_unavailable", { status: 503, retryable: true });
+  const boom = new HopError("identity domain", "HTTP 503: temporarily_unavailable", { code: "refused", status: 503, retryable: true });
   src.failWith = boom;
 
   clock.advance(HOUR - 500_000); // in the window
@@ -290,7 +291,7 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
   const src = new FakeSource();
   const c = new CachingTokenSource(src, "STS", POLICY);
   t.teardown(() => c.close());
-  src.failWith = new HopError("STS", "HTTP 500: internal", { status: 500, retryable: true });
+  src.failWith = new HopError("STS", "HTTP 500: internal", { code: "refused", status: 500, retryable: true });
   let admits = 0;
   const admit = () => {
     admits += 1;
@@ -324,7 +325,7 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
   t.equal(src.calls, 3);
 
   // An upstream that asks for 30 s is given 30 s.
-  src.failWith = new HopError("STS", "HTTP 429: slow down", { status: 429, retryable: true, retryAfterSeconds: 30 });
+  src.failWith = new HopError("STS", "HTTP 429: slow down", { code: "refused", status: 429, retryable: true, retryAfterSeconds: 30 });
   clock.advance(10_000);
   await t.rejects(c.token(admit));
   t.equal(src.calls, 4);

@@ -8,7 +8,8 @@
  */
 import t from "tap";
 import { type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
-import { HopError, type Token, type TokenSource } from "../../src/token/token-source.js";
+import type { Token, TokenSource } from "../../src/token/token-source.js";
+import { HopError } from "../../src/upstream/hop-error.js";
 import { prng } from "../helpers/reliability.js";
 
 const POLICY: CachePolicy = { renewBeforeMs: 60_000, minRemainingMs: 30_000, minBackoffMs: 2, maxBackoffMs: 20 };
@@ -34,7 +35,8 @@ class FakeUpstream implements TokenSource {
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
       await new Promise((r) => setTimeout(r, Math.floor(this.rand() * 4)));
-      if (this.rand() < this.failureRate) throw new HopError("STS", "HTTP 503: injected", { status: 503, retryable: true });
+      if (this.rand() < this.failureRate)
+        throw new HopError("STS", "HTTP 503: injected", { code: "refused", status: 503, retryable: true });
       const now = Date.now();
       const life = 20 + Math.floor(this.rand() * 31);
       return { value: `tok-${++this.n}`, expiresAt: now + life, obtainedAt: now };
