@@ -25,6 +25,24 @@ export type HopErrorCode =
   | "timeout"
   /** The upstream answered an error status: `status` and `upstreamError` say which. */
   | "refused"
+  /** The upstream refused our request's signature or client authentication. */
+  | "signature_rejected"
+  /** The identity domain does not let this principal exchange tokens (grant or client not allowed). */
+  | "grant_not_allowed"
+  /** The upstream says the token or credential we presented has expired (or is not yet valid). */
+  | "expired"
+  /** STS: the workload identity pool or provider in the audience is unknown or does not accept the token's aud. */
+  | "audience_rejected"
+  /** STS: the provider does not accept the token's issuer. */
+  | "issuer_rejected"
+  /** STS: the provider's attribute condition rejected the token. */
+  | "condition_rejected"
+  /** IAM Credentials: the caller may not impersonate the service account. */
+  | "permission_denied"
+  /** The resource does not exist (a service account, or a URL that is not the expected service). */
+  | "not_found"
+  /** The upstream did not accept our bearer token. */
+  | "unauthenticated"
   /** A success status with an answer that cannot be used. */
   | "bad_answer"
   /** The token's times disagree with this machine's clock. */
