@@ -1,7 +1,8 @@
+import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError, isRetryableStatus } from "../upstream/hop-error.js";
 import { parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
-import { decodeJwtClaims, type SigningIdentity } from "./principal.js";
+import type { SigningIdentity } from "./principal.js";
 import { signRequest } from "./signer.js";
 
 const HOP = "identity domain" as const;

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import common from "oci-common";
 import type { Config } from "../config/config.js";
+import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 import { parseRetryAfter, snippet } from "../upstream/retry.js";
@@ -28,17 +29,6 @@ type Provider = {
   getPassphrase(): string | null | undefined | Promise<string | null | undefined>;
   refresh?(): Promise<string>;
 };
-
-export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefined {
-  const parts = jwt.split(".");
-  if (parts.length !== 3) return undefined;
-  try {
-    const c = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8"));
-    return c && typeof c === "object" && !Array.isArray(c) ? c : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** oci-common throws Errors and plain objects alike; make one HopError of either. */
 export function principalError(e: unknown, context: string): HopError {
