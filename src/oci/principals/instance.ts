@@ -2,7 +2,12 @@ import common from "oci-common";
 import type { Config } from "../../config/config.js";
 import type { TokenSource } from "../../token/token-source.js";
 import { HopError } from "../../upstream/hop-error.js";
-import { parseRetryAfter, snippet } from "../../upstream/retry.js";
+import {
+  captureFederationAnswers,
+  disableAuthCircuitBreaker,
+  type FederationAnswer,
+  timeEachFederationCall,
+} from "../oci-common-internals.js";
 import { PregeneratedSessionKeySupplier } from "../session-keys.js";
 import { HOP, identityFrom, type Provider, principalError, type SigningIdentity, withTimeout } from "./shared.js";
 
@@ -54,19 +59,15 @@ export function instancePrincipal(
           b.metadataBaseUrl = o.metadataUrl;
           if (o.federationUrl) b.federationEndpoint = o.federationUrl;
           b.sessionKeySupplier = keys as never;
-          // oci-common's auth circuit breaker opens after one failed federation round
-          // (three attempts) and then refuses every federation for 30-49 s, long after
-          // the auth service is back. The caches above back off on their own: no breaker.
-          (b as unknown as { _authCircuitBreaker: unknown })._authCircuitBreaker = new common.CircuitBreaker({
-            disableClientCircuitBreaker: true,
-          } as never);
-          provider = (await withTimeout(
+          disableAuthCircuitBreaker(b);
+          const built = (await withTimeout(
             b.build(),
             timeoutMs * 2,
             "reading the instance identity from the metadata service",
           )) as unknown as Provider;
-          federationAnswer = captureFederationErrors(provider);
-          timeEachFederationCall(provider, timeoutMs);
+          federationAnswer = captureFederationAnswers(built);
+          timeEachFederationCall(built, timeoutMs);
+          provider = built;
         } else {
           await keys!.ready();
         }
@@ -92,65 +93,6 @@ export function instancePrincipal(
         }
         throw err;
       }
-    },
-  };
-}
-
-/**
- * oci-common's X509 federation client throws only "failed with status: NNN" and
- * drops the auth service's answer. Keep the `code: message` of the last refused
- * federation call, read from a clone of the response, for the error message.
- */
-interface FederationAnswer {
-  last?: { status: number; code?: string; text: string; retryAfterSeconds?: number };
-}
-
-function captureFederationErrors(provider: Provider): FederationAnswer {
-  const state: FederationAnswer = {};
-  const fc = (provider as unknown as { federationClient?: { getTokenAsync?: () => Promise<Response> } }).federationClient;
-  const orig = fc?.getTokenAsync;
-  if (!fc || typeof orig !== "function") return state;
-  fc.getTokenAsync = async () => {
-    const res = await orig.call(fc);
-    if (res && typeof res.status === "number" && res.status !== 200 && typeof res.clone === "function") {
-      const body = await res
-        .clone()
-        .text()
-        .catch(() => "");
-      let code: string | undefined;
-      let said = snippet(body);
-      try {
-        const b = JSON.parse(body) as { code?: unknown; message?: unknown };
-        if (typeof b.code === "string") {
-          code = b.code;
-          said = `${b.code}${typeof b.message === "string" ? `: ${snippet(b.message)}` : ""}`;
-        }
-      } catch {
-        // Not JSON: the snippet says what it was.
-      }
-      state.last = {
-        status: res.status,
-        code,
-        text: said ? `HTTP ${res.status}: ${said}` : `HTTP ${res.status}`,
-        retryAfterSeconds: parseRetryAfter(res.headers?.get?.("retry-after")),
-      };
-    }
-    return res;
-  };
-  return state;
-}
-
-/**
- * oci-common sends the federation request with fetch and no timeout: give each
- * call its own, through the options its HTTP client merges into every request
- * (read at each send, so each call gets a fresh signal).
- */
-function timeEachFederationCall(provider: Provider, timeoutMs: number): void {
-  const fc = (provider as unknown as { federationClient?: { httpClient?: { httpOptions?: object } } }).federationClient;
-  if (!fc?.httpClient) return;
-  fc.httpClient.httpOptions = {
-    get signal() {
-      return AbortSignal.timeout(timeoutMs);
     },
   };
 }
