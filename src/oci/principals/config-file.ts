@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import common from "oci-common";
+import { expandHome, readOciProfile } from "../../config/config.js";
 import type { TokenSource } from "../../token/token-source.js";
 import { HopError } from "../../upstream/hop-error.js";
 import { HOP, type Provider, principalError, readProvider, type SigningIdentity } from "./shared.js";
@@ -45,7 +46,16 @@ export function configFilePrincipal(
  * key". Check the profile first and say what is wrong.
  */
 function checkSessionProfile(file: string, profile: string): void {
-  const entry = (common.ConfigFileReader.parseFileFromPath(file, profile) as { get(k: string): string | null }).get("security_token_file");
+  let entries: Record<string, string> | undefined;
+  try {
+    entries = readOciProfile(file, profile);
+  } catch {
+    // An unreadable config file: oci-common's provider, built next, says so in its own words.
+    return;
+  }
+  // No such profile: likewise.
+  if (!entries) return;
+  const entry = entries.security_token_file;
   if (!entry) {
     throw new HopError(
       HOP,
@@ -54,7 +64,7 @@ function checkSessionProfile(file: string, profile: string): void {
       { code: "credential_unusable" },
     );
   }
-  const tokenFile = common.ConfigFileReader.expandUserHome(entry);
+  const tokenFile = expandHome(entry);
   try {
     fs.accessSync(tokenFile, fs.constants.R_OK);
   } catch (e) {
