@@ -135,10 +135,11 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
   const exp = claims.exp;
   if (typeof exp !== "number" || !Number.isFinite(exp))
     throw new HopError(HOP, "the domain JWT has no numeric exp claim", { code: "bad_answer", retryable: true });
-  const expiresIn = obj.expires_in;
+  // RFC 6749 makes expires_in a number; some servers send it as a string of digits ("3600").
+  const expiresIn = typeof obj.expires_in === "string" && /^[0-9]+$/.test(obj.expires_in) ? Number(obj.expires_in) : obj.expires_in;
   if (expiresIn !== undefined) {
     if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn <= 0 || expiresIn > MAX_LIFETIME_S) {
-      throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
+      throw new HopError(HOP, `expires_in is ${JSON.stringify(obj.expires_in)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
         code: "bad_answer",
         retryable: true,
       });

@@ -354,6 +354,49 @@ t.test("each refusal of the identity domain gets its code", async (t) => {
   emu.server.clearFaults();
 });
 
+t.test("expires_in as a string of digits is taken as the number; any other string is a bad answer", async (t) => {
+  shared ??= await startTestEmulators();
+  resetEmulators(shared);
+  const emu = shared;
+  const src = new IdentityDomainTokenSource(apiKeyPrincipal(emu), {
+    domainUrl: emu.oci.domainUrl,
+    scope: "urn:opc:idm:__myscopes__",
+    timeoutMs: 5000,
+    retry: { ...DEFAULT_RETRY, attempts: 1 },
+  });
+  // A real domain JWT (exp an hour away), answered again with expires_in as a string.
+  const real = await src.token();
+  const answer = (expiresIn: string) => JSON.stringify({ access_token: real.value, token_type: "Bearer", expires_in: expiresIn });
+
+  // 100 s short of exp: within the tolerated skew, and visibly what sets the expiry.
+  emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 200, body: answer("3500"), count: 1 });
+  const before = Date.now();
+  const tok = await src.token();
+  const after = Date.now();
+  t.equal(tok.value, real.value, "accepted");
+  t.ok(
+    tok.expiresAt >= before + 3_500_000 && tok.expiresAt <= after + 3_500_000,
+    `expires ${tok.expiresAt - before} ms after the request: expires_in "3500" read as 3500 s`,
+  );
+
+  for (const v of ["3600s", "an hour", "", "0", "-5", " 3600", "90000"]) {
+    emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 200, body: answer(v), count: 1 });
+    const e = await src.token().then(
+      () => undefined,
+      (x: unknown) => x as HopError,
+    );
+    t.type(e, HopError, `expires_in ${JSON.stringify(v)} is refused`);
+    t.equal(e?.code, "bad_answer");
+    t.equal(e?.hop, "identity domain");
+    t.match(
+      e?.message,
+      `identity domain: expires_in is ${JSON.stringify(v)}, not a lifetime between 1 s and 86400 s`,
+      "names the hop and the value",
+    );
+  }
+  emu.server.clearFaults();
+});
+
 t.test("429 with Retry-After: the daemon's Retry-After is at least what the domain asked", async (t) => {
   const s = await stack(t, {
     principal: apiKeyPrincipal,
