@@ -155,8 +155,8 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
     ],
     [
       "expires_in not a number",
-      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "3600" }),
-      /expires_in is "3600", not a lifetime/,
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "an hour" }),
+      /expires_in is "an hour", not a lifetime/,
     ],
     [
       "an expired JWT",
