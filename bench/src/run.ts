@@ -1,19 +1,30 @@
-// npm run bench [-- --duration S --connections N --processes N --concurrency N[,N] --only a,b --profile --node-args "FLAGS" --out FILE]
-//
 // Measures the daemon against baselines taken in the same run, on loopback
 // only: emulated clouds in this process, the daemon and the baseline servers
 // each in a child process. Writes the results into BENCHMARKS.md (between its
 // bench markers), or prints them when --only picks some of the scenarios.
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { DAEMON_NODE_OPTIONS } from "../node-options.js";
+import { DAEMON_NODE_OPTIONS } from "oci2gcp/daemon";
 import { Bench } from "./bench.js";
 import { ROOT } from "./proc.js";
 import { f, machine, table, writeReport } from "./report.js";
 import { cold, herds, type Part, processes, profiles, startup, throughput } from "./scenarios.js";
 
+const USAGE = `npm run bench [-- OPTIONS]   (builds the package and the bench, then runs bench/dist/run.js)
+
+  --duration S          seconds per load run (default 6)
+  --connections N       connections of the load generator (default 50)
+  --processes N         short-lived client processes in section 4 (default 50)
+  --concurrency N[,N]   section 4 runs at each (default 10,1)
+  --only a,b            some of throughput, cold, herd, processes, startup; prints instead of writing the report
+  --profile             also profile the daemon under load and during renewals
+  --node-args=FLAGS     node flags of every daemon (default ${DAEMON_NODE_OPTIONS})
+  --out FILE            the report to write between its bench markers (default BENCHMARKS.md)
+`;
+
 const { values: opt } = parseArgs({
   options: {
+    help: { type: "boolean", short: "h", default: false },
     duration: { type: "string", default: "6" },
     connections: { type: "string", default: "50" },
     processes: { type: "string", default: "50" },
@@ -28,6 +39,10 @@ const { values: opt } = parseArgs({
     out: { type: "string", default: path.join(ROOT, "BENCHMARKS.md") },
   },
 });
+if (opt.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const o = {
   duration: Number(opt.duration),
   connections: Number(opt.connections),

@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../emulator/index.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../../dist/emulator/index.js";
 import {
   type Bench,
   callsText,
