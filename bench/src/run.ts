@@ -5,9 +5,9 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { DAEMON_NODE_OPTIONS } from "oci2gcp/daemon";
-import { Bench } from "./bench.js";
+import { Bench, HOPS_ORDER } from "./bench.js";
 import { ROOT } from "./proc.js";
-import { f, machine, table, writeReport } from "./report.js";
+import { f, machine, table, wrapMarkdown, writeReport } from "./report.js";
 import { cold, herds, type Part, processes, profiles, startup, throughput } from "./scenarios.js";
 
 const USAGE = `npm run bench [-- OPTIONS]   (builds the package and the bench, then runs bench/dist/run.js)
@@ -69,12 +69,18 @@ try {
 }
 
 const args = process.argv.slice(2).map((a) => (a.includes(" ") ? JSON.stringify(a) : a));
+const command = `npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}`;
 const lines = [
-  `Run of ${new Date(began).toISOString().slice(0, 16).replace("T", " ")} UTC, \`npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}\`, ${f((Date.now() - began) / 1000, 0)} s in all.`,
+  `Run of ${new Date(began).toISOString().slice(0, 16).replace("T", " ")} UTC, \`${command}\`, ${f((Date.now() - began) / 1000, 0)} s in all.`,
   "",
   ...machine(),
-  `- Daemons run with the node flags of every shipped deployment (systemd unit, container image, Kubernetes manifests): \`${opt["node-args"]}\`${opt["node-args"] === DAEMON_NODE_OPTIONS ? "" : " (given with --node-args)"}. The node:http baseline runs with node's defaults.`,
-  "- Everything on loopback: the emulated OCI and Google services in the bench process, each server under test in its own child process. The machine is shared: figures move by several percent between runs.",
+  "- Daemons run with the node flags of every shipped deployment (systemd unit, container image, Kubernetes manifests): " +
+    `\`${opt["node-args"]}\`${opt["node-args"] === DAEMON_NODE_OPTIONS ? "" : " (given with --node-args)"}. ` +
+    "The throughput baseline runs with the same flags (and once more on node's defaults, section 1); " +
+    "the start-up baseline and the clients of section 4 on node's defaults.",
+  "- Everything on loopback: the emulated OCI and Google services in the bench process, each server under test in its own child process. " +
+    "The machine is shared: figures move by several percent between runs.",
+  `- Calls per hop, in every table: ${HOPS_ORDER}, as the emulators counted them.`,
   "",
   "## Summary",
   "",
@@ -86,7 +92,7 @@ const lines = [
   ...parts.flatMap((p) => p.lines),
 ];
 if (only) {
-  process.stdout.write(`${lines.join("\n")}\n`);
+  process.stdout.write(`${wrapMarkdown(lines).join("\n")}\n`);
 } else {
   writeReport(opt.out!, lines);
   process.stderr.write(`written to ${opt.out}\n`);

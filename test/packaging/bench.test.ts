@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import t from "tap";
+import { wrapMarkdown } from "../../bench/src/report.js";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -49,4 +50,35 @@ t.test("the npm package holds no benchmark", async (t) => {
     [],
     "nothing of bench/, sources or build",
   );
+});
+
+t.test("the report's prose is wrapped at 100 columns; tables, headings and comments are not", async (t) => {
+  const words = Array.from({ length: 40 }, (_, i) => `w${i}`);
+  const item = `- ${words.join(" ")} ${"x".repeat(60)}`;
+  const heading = `## ${"h ".repeat(60)}`;
+  const row = `| ${"cell | ".repeat(30)}`;
+  const comment = `<!-- ${"c ".repeat(60)}-->`;
+  // Wrapped before "-", the second line would start a list.
+  const dash = `${"a".repeat(99)} - b`;
+  const out = wrapMarkdown([heading, item, row, comment, dash]);
+  t.same(out.slice(0, 1), [heading]);
+  const itemLines = out.slice(1, out.indexOf(row));
+  t.ok(itemLines.length > 1 && itemLines.every((l) => l.length <= 100), "the list item is wrapped at 100 columns");
+  t.ok(
+    itemLines[0]!.startsWith("- ") && itemLines.slice(1).every((l) => /^ {2}\S/.test(l)),
+    "its continuation lines are indented under it",
+  );
+  t.equal(itemLines.join(" ").replace(/\s+/g, " "), item, "no word lost or split");
+  t.same(out.slice(out.indexOf(row), out.indexOf(row) + 2), [row, comment], "a table row and a comment stay whole");
+  t.same(out.slice(-2), [`${"a".repeat(99)} -`, "b"], "no line starts with a list marker it did not have");
+  t.same(wrapMarkdown(out), out, "wrapping twice changes nothing");
+});
+
+t.test("BENCHMARKS.md: no line over 160 characters, its prose as the bench wraps it", async (t) => {
+  const lines = fs.readFileSync(path.join(root, "BENCHMARKS.md"), "utf8").replace(/\n$/, "").split("\n");
+  t.same(
+    lines.filter((l) => l.length > 160),
+    [],
+  );
+  t.same(wrapMarkdown(lines), lines, "what the next run writes between the markers looks like what is there");
 });
