@@ -1,46 +1,34 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type PrincipalKind, SETTINGS, type Setting } from "./settings.js";
+import { type SETTING_TABLE, SETTINGS, type Setting } from "./settings.js";
 
-export interface Config {
-  oci: {
-    principal: PrincipalKind;
-    metadataUrl: string;
-    federationUrl?: string;
-    configFile: string;
-    profile: string;
-    resourcePrincipal: { rpst?: string; privateKey?: string; passphrase?: string; region?: string };
-    oke: { serviceHost?: string; proxymuxPort: number; caCertPath: string; tokenPath: string };
-  };
-  identityDomain: { url: string; scope: string };
-  google: {
-    audience: string;
-    serviceAccounts: string[];
-    impersonationUrl?: string;
-    projectId?: string;
-    projectNumber: string;
-    scopes: string[];
-    tokenLifetimeSeconds: number;
-    stsUrl: string;
-    iamCredentialsUrl: string;
-    universeDomain: string;
-  };
-  server: {
-    host: string;
-    port: number;
-    allowNonLoopback: boolean;
-    socketPath?: string;
-    socketMode: string;
-    maxRequestsPerMinute: number;
-    upstreamBudgetPerMinute: number;
-    maxCachedVariants: number;
-  };
-  tokenFile: { path?: string; refreshSeconds: number };
-  cache: { renewBeforeSeconds: number; minRemainingSeconds: number; subjectRenewBeforeSeconds: number; subjectMinRemainingSeconds: number };
-  upstream: { timeoutMs: number; attempts: number };
-  log: { level: string };
-}
+/** The value type of a setting, from its `type` (and its `values` for an enum). */
+type ValueOf<S> = S extends { type: "int" }
+  ? number
+  : S extends { type: "bool" }
+    ? boolean
+    : S extends { type: "list" }
+      ? string[]
+      : S extends { type: "enum"; values: readonly (infer V)[] }
+        ? V
+        : string;
+/** A loaded configuration always has the settings with a default, the required ones and the derived ones. */
+type AlwaysSet<S> = S extends { default: unknown } | { required: object } | { derivedFrom: string } ? true : false;
+type Leaf<S> = S extends { path: `${string}.${string}` } ? never : S;
+type Head<S> = S extends { path: `${infer H}.${string}` } ? H : never;
+type Under<S, H extends string> = S extends { path: `${H}.${infer T}` } ? Omit<S, "path"> & { path: T } : never;
+/** The settings as nested objects: "a.b.c" is `a: { b: { c } }`. */
+type Tree<S extends { path: string }> = {
+  -readonly [L in Leaf<S> as AlwaysSet<L> extends true ? L["path"] : never]: ValueOf<L>;
+} & {
+  -readonly [L in Leaf<S> as AlwaysSet<L> extends true ? never : L["path"]]?: ValueOf<L>;
+} & { -readonly [H in Head<S>]: Tree<Under<S, H>> };
+/** One object type per level instead of an intersection of three (what editors and errors show). */
+type Flat<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]: Flat<T[K]> } : T;
+
+/** A loaded configuration: one property per setting of SETTING_TABLE, at its path. */
+export type Config = Flat<Tree<(typeof SETTING_TABLE)[number]>>;
 
 /** A configuration problem: each entry names the setting and how to fix it. */
 export class ConfigError extends Error {
@@ -71,6 +59,7 @@ function getPath(o: Raw, p: string): unknown {
   return cur;
 }
 
+/** Sets the value at a dotted path; the objects on the way are created even for an undefined value, as Config has them. */
 function setPath(o: Raw, p: string, v: unknown): void {
   const ks = p.split(".");
   let cur = o;
@@ -78,7 +67,12 @@ function setPath(o: Raw, p: string, v: unknown): void {
     if (!cur[k] || typeof cur[k] !== "object") cur[k] = {};
     cur = cur[k] as Raw;
   }
-  cur[ks[ks.length - 1]!] = v;
+  if (v !== undefined) cur[ks[ks.length - 1]!] = v;
+}
+
+/** Whether Config types the setting as always present (see AlwaysSet). */
+function alwaysSet(s: Setting): boolean {
+  return s.default !== undefined || s.required !== undefined || s.derivedFrom !== undefined;
 }
 
 function describe(s: Setting): string {
@@ -175,7 +169,7 @@ export function loadConfig(src: ConfigSources = {}): Config {
       if (fl !== undefined) v = fl;
     }
     if (src.overrides && s.path in src.overrides) v = src.overrides[s.path];
-    if (v !== undefined) setPath(out, s.path, Array.isArray(v) ? [...v] : v);
+    setPath(out, s.path, Array.isArray(v) ? [...v] : v);
   }
   if (problems.length) throw new ConfigError(problems);
   return validate(out as unknown as Config, problems);
@@ -224,12 +218,15 @@ function checkUpstreamUrl(name: string, envName: string, value: string, problems
 }
 
 function validate(c: Config, problems: string[]): Config {
+  for (const s of SETTINGS) {
+    if (s.required && getPath(c, s.path) === undefined) {
+      const where = [`$${s.env[0]}`, ...(s.flag ? [s.flag] : [])].join(", ");
+      problems.push(`${s.path} is not set: give ${s.required.give} with ${where} or "${s.path}" (${s.required.example})`);
+    }
+  }
+
   // Identity domain: a URL or a bare host name.
-  if (!c.identityDomain?.url) {
-    problems.push(
-      'identityDomain.url is not set: give the IAM identity domain URL with $OCI_IAM_DOMAIN_URL, --domain-url or "identityDomain.url" (e.g. https://idcs-0123456789abcdef.identity.oraclecloud.com)',
-    );
-  } else {
+  if (c.identityDomain.url) {
     const raw = /^[a-z][a-z0-9+.-]*:\/\//i.test(c.identityDomain.url) ? c.identityDomain.url : `https://${c.identityDomain.url}`;
     const u = checkUpstreamUrl("identityDomain.url", "OCI_IAM_DOMAIN_URL", raw, problems);
     if (u) c.identityDomain.url = u.replace(/\/+$/, "");
@@ -261,11 +258,7 @@ function validate(c: Config, problems: string[]): Config {
   }
 
   // Audience of the workload identity pool provider.
-  if (!c.google.audience) {
-    problems.push(
-      'google.audience is not set: give the workload identity pool provider with $GCP_AUDIENCE, --audience or "google.audience" (//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER)',
-    );
-  } else {
+  if (c.google.audience) {
     const a = c.google.audience.replace(/^https:/, "");
     const m = AUDIENCE_RE.exec(a);
     if (!m) {
@@ -303,9 +296,6 @@ function validate(c: Config, problems: string[]): Config {
     if (f) c.oci.federationUrl = f.replace(/\/+$/, "");
   }
   c.oci.configFile = expandHome(c.oci.configFile);
-  // No resource-principal setting at all leaves the object unset: make it empty, so
-  // a missing RPST is reported as such rather than crashing validation.
-  c.oci.resourcePrincipal ??= {};
   if (c.oci.principal === "resource") {
     const rp = c.oci.resourcePrincipal;
     if (!rp.rpst)
@@ -384,6 +374,10 @@ function validate(c: Config, problems: string[]): Config {
   if (c.upstream.attempts < 1) problems.push("upstream.attempts must be at least 1");
   if (c.upstream.timeoutMs < 100) problems.push("upstream.timeoutMs must be at least 100");
   if (problems.length) throw new ConfigError(problems);
+  for (const s of SETTINGS) {
+    if (alwaysSet(s) && getPath(c, s.path) === undefined)
+      throw new Error(`${s.path} is typed as always set but has no value after validation`);
+  }
   return c;
 }
 
