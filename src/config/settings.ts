@@ -26,7 +26,7 @@ export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /**
- * The table, with its literal types kept: `Config` (config.ts) is derived from
+ * The table, with its literal types kept: `Config` (config-type.ts) is derived from
  * it, so a setting exists in both or in neither.
  */
 export const SETTING_TABLE = [
