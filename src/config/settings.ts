@@ -229,14 +229,16 @@ export const SETTING_TABLE = [
     env: ["OCI2GCP_MAX_REQUESTS_PER_MINUTE"],
     type: "int",
     default: 600000,
-    doc: "Flood guard: HTTP requests per minute per client address.",
+    doc: "Flood guard: HTTP requests per minute per client address. 0: no limit.",
   },
   {
     path: "server.upstreamBudgetPerMinute",
     env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"],
     type: "int",
     default: 120,
-    doc: "Requests per minute and client address that may start new upstream calls (new scope sets or audiences, cache misses); beyond it: 429. Cached answers are never counted. 0: no budget.",
+    doc:
+      "Requests per minute and client address that may start new upstream calls (new scope sets or audiences, cache misses); " +
+      "beyond it: 429. Cached answers are never counted. 0: no limit.",
   },
   {
     path: "server.maxCachedVariants",

@@ -160,6 +160,28 @@ t.test("a private key file others can read is warned about, naming the file and 
   t.match(keyWarnings(d4)[0]?.msg, new RegExp(`chmod 600 ${rpKey}`), "resource principal key path");
 });
 
+t.test("a limit of 0 is no limit: with server.maxRequestsPerMinute 0 the daemon answers as usual", async (t) => {
+  emu ??= await startEmulators();
+  const d = await startDaemonOn(emu, { overrides: { "server.maxRequestsPerMinute": 0, "server.upstreamBudgetPerMinute": 0 } });
+  t.teardown(() => d.close());
+  const health = await fetch(`${d.url}/healthz`);
+  t.equal(health.status, 200, "/healthz");
+  t.equal(await health.text(), "ok\n");
+  // The token twice over (the second and later from the fast path), and a route Fastify answers.
+  for (const p of ["/computeMetadata/v1/instance/service-accounts/default/token", "/computeMetadata/v1/project/numeric-project-id"]) {
+    const statuses = new Set<number>();
+    const flavors = new Set<string | null>();
+    for (let i = 0; i < 20; i++) {
+      const r = await d.get(p);
+      statuses.add(r.status);
+      flavors.add(r.headers.get("metadata-flavor"));
+    }
+    t.same([...statuses], [200], `${p}: 20 answers, all 200`);
+    t.same([...flavors], ["Google"], `${p}: the metadata server's headers`);
+  }
+  t.same(d.leaks(), []);
+});
+
 t.test("configuration mistakes: a ConfigError naming the setting and the fix; serve exits 2 without a stack", async (t) => {
   const fresh = distIsFresh();
   if (!fresh.ok) {
