@@ -6,7 +6,7 @@
 import path from "node:path";
 import { ConfigError } from "./config-error.js";
 import { alwaysSet, type Config } from "./config-type.js";
-import { isLoopbackHost } from "./host.js";
+import { isLoopbackHost, normaliseListenHost } from "./host.js";
 import { expandHome } from "./oci-config-file.js";
 import { SETTINGS, type Setting } from "./settings.js";
 
@@ -70,8 +70,45 @@ function describe(s: Setting): string {
   return where.join(" / ");
 }
 
-function coerce(s: Setting, v: unknown, problems: string[], origin: string): unknown {
+/**
+ * What is wrong with a config-file value for a setting of this type, with the
+ * fix; undefined when it has the documented JSON type. The environment and
+ * flags carry text (so "8181", "true" and "a,b" are read there); the file
+ * carries JSON, and a value of the wrong JSON type is refused rather than
+ * converted, so that a mistake such as a string where a list belongs is seen.
+ */
+function fileTypeProblem(s: Setting, v: unknown): string | undefined {
+  const got = `got ${JSON.stringify(v)}`;
+  switch (s.type) {
+    case "list": {
+      if (Array.isArray(v) && v.every((x) => typeof x === "string")) return undefined;
+      const items = typeof v === "string" ? v.split(/[,\s]+/).filter(Boolean) : undefined;
+      const fix = items ? `; write ${JSON.stringify(items)} (comma-separated lists are for the environment)` : "";
+      return `must be a JSON array of strings, ${got}${fix}`;
+    }
+    case "int": {
+      if (typeof v === "number") return undefined;
+      const digits = typeof v === "string" && /^\s*\d+\s*$/.test(v) ? v.trim() : "a whole number >= 0";
+      return `must be a JSON number, ${got}; write ${digits} without quotes`;
+    }
+    case "bool": {
+      if (typeof v === "boolean") return undefined;
+      const text = typeof v === "string" ? v.trim() : "";
+      const word = /^(1|true|yes|on)$/i.test(text) ? "true" : /^(0|false|no|off)$/i.test(text) ? "false" : "true or false";
+      return `must be true or false (a JSON boolean), ${got}; write ${word} without quotes`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function coerce(s: Setting, v: unknown, problems: string[], origin: string, inFile = false): unknown {
   if (v === undefined || v === null) return undefined;
+  const fileProblem = inFile ? fileTypeProblem(s, v) : undefined;
+  if (fileProblem) {
+    problems.push(`${s.path} (${origin}) ${fileProblem}`);
+    return undefined;
+  }
   switch (s.type) {
     case "string":
       if (typeof v !== "string") {
@@ -121,13 +158,17 @@ function merge(src: RawConfigSources, problems: string[]): Config {
   const out: Raw = {};
   const known = new Set(SETTINGS.map((s) => s.path));
   for (const p of leafPaths(file)) {
-    if (!known.has(p) && ![...known].some((k) => k.startsWith(`${p}.`))) {
+    if (known.has(p)) continue;
+    if ([...known].some((k) => k.startsWith(`${p}.`))) {
+      // A group given a value: the settings under it would be silently left at their defaults.
+      problems.push(`"${p}" in ${fileName} must be a JSON object of settings, got ${JSON.stringify(getPath(file, p))}`);
+    } else {
       problems.push(`unknown setting "${p}" in ${fileName}; known settings are listed in the README's configuration reference`);
     }
   }
   for (const s of SETTINGS) {
     let v: unknown = s.default;
-    const fv = coerce(s, getPath(file, s.path), problems, `config file ${fileName}`);
+    const fv = coerce(s, getPath(file, s.path), problems, `config file ${fileName}`, true);
     if (fv !== undefined) v = fv;
     // The first variable listed wins when several are set.
     for (const name of [...s.env].reverse()) {
@@ -286,7 +327,14 @@ function validate(c: Config, problems: string[]): void {
       );
   }
   // Server.
-  if (!isLoopbackHost(c.server.host) && !c.server.allowNonLoopback) {
+  const host = normaliseListenHost(c.server.host);
+  if (host === undefined) {
+    problems.push(
+      `server.host ($OCI2GCP_HOST) must be an IP address or a host name without a port, got ${JSON.stringify(c.server.host)}; ` +
+        "e.g. 127.0.0.1, ::1 or [::1] (the port is server.port)",
+    );
+  } else c.server.host = host;
+  if (host !== undefined && !isLoopbackHost(c.server.host) && !c.server.allowNonLoopback) {
     problems.push(
       `server.host is ${c.server.host}, which is not a loopback address: every process that can reach it gets Google tokens. ` +
         "Keep 127.0.0.1, or confirm with --allow-non-loopback / $OCI2GCP_ALLOW_NON_LOOPBACK=true",

@@ -205,7 +205,7 @@ export const SETTING_TABLE = [
     flag: "--host",
     type: "string",
     default: "127.0.0.1",
-    doc: "Address to listen on. Anything but loopback also needs server.allowNonLoopback.",
+    doc: "Address to listen on (an IPv6 address with or without brackets: ::1 or [::1]). Anything but loopback also needs server.allowNonLoopback.",
   },
   { path: "server.port", env: ["OCI2GCP_PORT"], flag: "--port", type: "int", default: 8181, doc: "TCP port (0 picks a free one)." },
   {

@@ -9,6 +9,7 @@
 
 import crypto from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import t from "tap";
@@ -72,6 +73,27 @@ t.test("a non-loopback listen address: refused unless confirmed, then warned abo
   });
   t.equal(res.status, 200, `served at ${target} (its own address is an allowed Host)`);
   d.secrets.add(((await res.json()) as { access_token: string }).access_token);
+  t.same(d.leaks(), []);
+});
+
+/** Whether this machine can listen on the IPv6 loopback address. */
+function ipv6Loopback(): Promise<boolean> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(0, "::1", () => server.close(() => resolve(true)));
+  });
+}
+
+const noIpv6 = (await ipv6Loopback()) ? false : "this machine has no IPv6 loopback address (::1)";
+t.test("an IPv6 listen address in URL brackets: the daemon listens on ::1 and answers there", { skip: noIpv6 }, async (t) => {
+  emu ??= await startEmulators();
+  const d = await startDaemonOn(emu, { overrides: { "server.host": "[::1]" } });
+  t.teardown(() => d.close());
+  t.equal(d.config.server.host, "::1", "the brackets are removed");
+  t.match(d.url, /^http:\/\/\[::1\]:\d+$/, "listening on ::1");
+  const r = await d.get("/computeMetadata/v1/instance/service-accounts/default/token");
+  t.equal(r.status, 200, "a token, asked for at http://[::1]:PORT");
   t.same(d.leaks(), []);
 });
 
@@ -255,6 +277,11 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
       "an unknown setting in the file",
       { ...good, google: { audience: AUDIENCE, audiance: "x" } },
       /unknown setting "google\.audiance" in \S+; known settings are listed in the README's configuration reference/,
+    ],
+    [
+      "a list given as a string in the file",
+      { ...good, google: { audience: AUDIENCE, serviceAccounts: "sa@p.iam.gserviceaccount.com" } },
+      /google\.serviceAccounts \(config file \S+\) must be a JSON array of strings, got "sa@p\.iam\S+"; write \["sa@p\.iam\S+"\]/,
     ],
     ["a file that is not JSON", '{ "identityDomain": { "url": "https://x" }, }', /config file \S+ is not valid JSON: /],
     ["a file that is a JSON array", "[1, 2]", /config file \S+ is not valid JSON: the top level must be a JSON object/],
