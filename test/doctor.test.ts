@@ -32,7 +32,7 @@ function check(r: DoctorReport, name: string) {
 }
 
 declare namespace Tap {
-  type Test = typeof t;
+  type Test = import("tap").Test;
 }
 
 t.test("a healthy chain: every hop OK, claims shown, never the token", async (t) => {

@@ -178,7 +178,7 @@ async function stack(t: Tap, o: StackOptions = {}): Promise<Stack> {
   t.teardown(() => s.close());
   return s;
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tap = import("tap").Test;
 
 const ACCESS = "/computeMetadata/v1/instance/service-accounts/default/token";
 const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://example.com&format=full";

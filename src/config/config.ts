@@ -1,54 +1,20 @@
+/**
+ * Loading the configuration: read the sources (the JSON config file, the
+ * environment, flags), resolve them without touching the filesystem
+ * (resolve.ts), and check the files the result names (files.ts).
+ */
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { type PrincipalKind, SETTINGS, type Setting } from "./settings.js";
+import { ConfigError } from "./config-error.js";
+import type { Config } from "./config-type.js";
+import { checkConfigFiles } from "./files.js";
+import { resolveConfig } from "./resolve.js";
 
-export interface Config {
-  oci: {
-    principal: PrincipalKind;
-    metadataUrl: string;
-    federationUrl?: string;
-    configFile: string;
-    profile: string;
-    resourcePrincipal: { rpst?: string; privateKey?: string; passphrase?: string; region?: string };
-    oke: { serviceHost?: string; proxymuxPort: number; caCertPath: string; tokenPath: string };
-  };
-  identityDomain: { url: string; scope: string };
-  google: {
-    audience: string;
-    serviceAccounts: string[];
-    impersonationUrl?: string;
-    projectId?: string;
-    projectNumber: string;
-    scopes: string[];
-    tokenLifetimeSeconds: number;
-    stsUrl: string;
-    iamCredentialsUrl: string;
-    universeDomain: string;
-  };
-  server: {
-    host: string;
-    port: number;
-    allowNonLoopback: boolean;
-    socketPath?: string;
-    socketMode: string;
-    maxRequestsPerMinute: number;
-    upstreamBudgetPerMinute: number;
-    maxCachedVariants: number;
-  };
-  tokenFile: { path?: string; refreshSeconds: number };
-  cache: { renewBeforeSeconds: number; minRemainingSeconds: number; subjectRenewBeforeSeconds: number; subjectMinRemainingSeconds: number };
-  upstream: { timeoutMs: number; attempts: number };
-  log: { level: string };
-}
-
-/** A configuration problem: each entry names the setting and how to fix it. */
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError } from "./config-error.js";
+export type { Config } from "./config-type.js";
+export { checkConfigFiles } from "./files.js";
+export { isLoopbackHost } from "./host.js";
+export { expandHome, readOciProfile } from "./oci-config-file.js";
+export { type RawConfigSources, resolveConfig } from "./resolve.js";
 
 export interface ConfigSources {
   /** Path of a JSON config file. */
@@ -60,86 +26,21 @@ export interface ConfigSources {
   overrides?: Record<string, unknown>;
 }
 
-type Raw = Record<string, unknown>;
-
-function getPath(o: Raw, p: string): unknown {
-  let cur: unknown = o;
-  for (const k of p.split(".")) {
-    if (!cur || typeof cur !== "object") return undefined;
-    cur = (cur as Raw)[k];
-  }
-  return cur;
-}
-
-function setPath(o: Raw, p: string, v: unknown): void {
-  const ks = p.split(".");
-  let cur = o;
-  for (const k of ks.slice(0, -1)) {
-    if (!cur[k] || typeof cur[k] !== "object") cur[k] = {};
-    cur = cur[k] as Raw;
-  }
-  cur[ks[ks.length - 1]!] = v;
-}
-
-function describe(s: Setting): string {
-  const where = [`"${s.path}" in the config file`, ...s.env.map((e) => `$${e}`), ...(s.flag ? [s.flag] : [])];
-  return where.join(" / ");
-}
-
-function coerce(s: Setting, v: unknown, problems: string[], origin: string): unknown {
-  if (v === undefined || v === null) return undefined;
-  switch (s.type) {
-    case "string":
-      if (typeof v !== "string") {
-        problems.push(`${s.path} (${origin}) must be a string; set ${describe(s)}`);
-        return undefined;
-      }
-      return v.trim() === "" ? undefined : v.trim();
-    case "int": {
-      const n = typeof v === "number" ? v : typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : NaN;
-      if (!Number.isSafeInteger(n) || n < 0) {
-        problems.push(`${s.path} (${origin}) must be a whole number >= 0, got ${JSON.stringify(v)}; set ${describe(s)}`);
-        return undefined;
-      }
-      return n;
-    }
-    case "bool":
-      if (typeof v === "boolean") return v;
-      if (typeof v === "string" && /^(1|true|yes|on)$/i.test(v.trim())) return true;
-      if (typeof v === "string" && /^(0|false|no|off|)$/i.test(v.trim())) return false;
-      problems.push(`${s.path} (${origin}) must be true or false, got ${JSON.stringify(v)}`);
-      return undefined;
-    case "list": {
-      const items = Array.isArray(v) ? v : typeof v === "string" ? v.split(/[,\s]+/) : null;
-      if (!items || items.some((x) => typeof x !== "string")) {
-        problems.push(`${s.path} (${origin}) must be a list of strings (comma separated in the environment)`);
-        return undefined;
-      }
-      return (items as string[]).map((x) => x.trim()).filter(Boolean);
-    }
-    case "enum":
-      if (typeof v !== "string" || !s.values!.includes(v.trim())) {
-        problems.push(`${s.path} (${origin}) is ${JSON.stringify(v)}; it must be one of: ${s.values!.join(", ")}`);
-        return undefined;
-      }
-      return v.trim();
-  }
-}
-
 /** Reads a JSON config file, with errors that say what is wrong with it. */
-export function readConfigFile(file: string): Raw {
+export function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
     throw new ConfigError([
-      `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; check the path given with --config or $OCI2GCP_CONFIG`,
+      `cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; ` +
+        "check the path given with --config or $OCI2GCP_CONFIG",
     ]);
   }
   try {
     const parsed = JSON.parse(text);
     if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("the top level must be a JSON object");
-    return parsed as Raw;
+    return parsed as Record<string, unknown>;
   } catch (e) {
     throw new ConfigError([`config file ${file} is not valid JSON: ${(e as Error).message}`]);
   }
@@ -147,280 +48,12 @@ export function readConfigFile(file: string): Raw {
 
 /**
  * Merges defaults, the config file, the environment and flags (later wins),
- * then validates. Throws ConfigError listing every problem at once.
+ * then validates the values and checks the files they name. Throws
+ * ConfigError listing every problem at once.
  */
 export function loadConfig(src: ConfigSources = {}): Config {
   const env = src.env ?? process.env;
-  const problems: string[] = [];
   const fileName = src.file ?? env.OCI2GCP_CONFIG;
-  const file = fileName ? readConfigFile(fileName) : {};
-  const out: Raw = {};
-  const known = new Set(SETTINGS.map((s) => s.path));
-  for (const p of leafPaths(file)) {
-    if (!known.has(p) && ![...known].some((k) => k.startsWith(`${p}.`))) {
-      problems.push(`unknown setting "${p}" in ${fileName}; known settings are listed in the README's configuration reference`);
-    }
-  }
-  for (const s of SETTINGS) {
-    let v: unknown = s.default;
-    const fv = coerce(s, getPath(file, s.path), problems, `config file ${fileName}`);
-    if (fv !== undefined) v = fv;
-    // The first variable listed wins when several are set.
-    for (const name of [...s.env].reverse()) {
-      const ev = coerce(s, env[name], problems, `$${name}`);
-      if (ev !== undefined) v = ev;
-    }
-    if (s.flag && src.flags && src.flags[s.flag] !== undefined) {
-      const fl = coerce(s, src.flags[s.flag], problems, s.flag);
-      if (fl !== undefined) v = fl;
-    }
-    if (src.overrides && s.path in src.overrides) v = src.overrides[s.path];
-    if (v !== undefined) setPath(out, s.path, Array.isArray(v) ? [...v] : v);
-  }
-  if (problems.length) throw new ConfigError(problems);
-  return validate(out as unknown as Config, problems);
-}
-
-function leafPaths(o: Raw, prefix = ""): string[] {
-  const out: string[] = [];
-  for (const [k, v] of Object.entries(o)) {
-    const p = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...leafPaths(v as Raw, p));
-    else out.push(p);
-  }
-  return out;
-}
-
-const AUDIENCE_RE = /^\/\/iam\.([a-z0-9.-]+)\/projects\/([^/]+)\/locations\/global\/workloadIdentityPools\/([^/]+)\/providers\/([^/]+)$/;
-const IMPERSONATION_RE = /^\/v1\/projects\/-\/serviceAccounts\/([^/:]+):generateAccessToken$/;
-const EMAIL_RE = /^[^\s@/:]+@[^\s@/:]+\.[^\s@/:]+$/;
-
-/** Loopback and link-local metadata addresses: the only places plain http is allowed. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
-
-function checkUpstreamUrl(name: string, envName: string, value: string, problems: string[], allowLinkLocal = false): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    problems.push(`${name} ($${envName}) is not a URL: ${JSON.stringify(value)}; give a full https:// URL`);
-    return undefined;
-  }
-  const plainOk = isLoopbackHost(u.hostname) || (allowLinkLocal && u.hostname === "169.254.169.254");
-  if (u.protocol !== "https:" && !(u.protocol === "http:" && plainOk)) {
-    problems.push(
-      `${name} ($${envName}) must use https (plain http is accepted only for loopback addresses${allowLinkLocal ? " and 169.254.169.254" : ""}), got ${u.protocol}//${u.host}`,
-    );
-    return undefined;
-  }
-  if (u.username || u.password) {
-    problems.push(`${name} ($${envName}) must not carry credentials in the URL`);
-    return undefined;
-  }
-  return u.toString();
-}
-
-function validate(c: Config, problems: string[]): Config {
-  // Identity domain: a URL or a bare host name.
-  if (!c.identityDomain?.url) {
-    problems.push(
-      'identityDomain.url is not set: give the IAM identity domain URL with $OCI_IAM_DOMAIN_URL, --domain-url or "identityDomain.url" (e.g. https://idcs-0123456789abcdef.identity.oraclecloud.com)',
-    );
-  } else {
-    const raw = /^[a-z][a-z0-9+.-]*:\/\//i.test(c.identityDomain.url) ? c.identityDomain.url : `https://${c.identityDomain.url}`;
-    const u = checkUpstreamUrl("identityDomain.url", "OCI_IAM_DOMAIN_URL", raw, problems);
-    if (u) c.identityDomain.url = u.replace(/\/+$/, "");
-  }
-
-  // Impersonation URL: its service account comes first.
-  if (c.google.impersonationUrl) {
-    const u = checkUpstreamUrl("google.impersonationUrl", "GCP_IMPERSONATION_URL", c.google.impersonationUrl, problems);
-    if (u) {
-      const url = new URL(u);
-      const m = IMPERSONATION_RE.exec(url.pathname);
-      if (!m) {
-        problems.push(
-          `google.impersonationUrl ($GCP_IMPERSONATION_URL) does not look like https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken (got path ${url.pathname})`,
-        );
-      } else {
-        const email = decodeURIComponent(m[1]!);
-        c.google.serviceAccounts = [email, ...c.google.serviceAccounts.filter((s) => s !== email)];
-        if (c.google.iamCredentialsUrl === "https://iamcredentials.googleapis.com") c.google.iamCredentialsUrl = url.origin;
-      }
-    }
-  }
-  for (const sa of c.google.serviceAccounts) {
-    if (!EMAIL_RE.test(sa))
-      problems.push(`google.serviceAccounts: ${JSON.stringify(sa)} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)`);
-  }
-  if (new Set(c.google.serviceAccounts).size !== c.google.serviceAccounts.length) {
-    problems.push("google.serviceAccounts lists the same account twice");
-  }
-
-  // Audience of the workload identity pool provider.
-  if (!c.google.audience) {
-    problems.push(
-      'google.audience is not set: give the workload identity pool provider with $GCP_AUDIENCE, --audience or "google.audience" (//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER)',
-    );
-  } else {
-    const a = c.google.audience.replace(/^https:/, "");
-    const m = AUDIENCE_RE.exec(a);
-    if (!m) {
-      problems.push(
-        `google.audience ($GCP_AUDIENCE) is not a workload identity pool provider: expected //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER, got ${JSON.stringify(c.google.audience)}`,
-      );
-    } else if (!/^\d+$/.test(m[2]!)) {
-      problems.push(
-        `google.audience ($GCP_AUDIENCE): the project segment ${JSON.stringify(m[2])} is not a number; Google wants the project NUMBER there, not the project id (find it with: gcloud projects describe ${m[2]} --format='value(projectNumber)')`,
-      );
-    } else {
-      c.google.audience = a;
-      c.google.projectNumber ??= m[2]!;
-    }
-  }
-  if (c.google.projectNumber !== undefined && !/^\d+$/.test(c.google.projectNumber)) {
-    problems.push(`google.projectNumber ($OCI2GCP_PROJECT_NUMBER) must be digits, got ${JSON.stringify(c.google.projectNumber)}`);
-  }
-  const sts = checkUpstreamUrl("google.stsUrl", "OCI2GCP_STS_URL", c.google.stsUrl, problems);
-  if (sts) c.google.stsUrl = sts;
-  const iam = checkUpstreamUrl("google.iamCredentialsUrl", "OCI2GCP_IAM_CREDENTIALS_URL", c.google.iamCredentialsUrl, problems);
-  if (iam) c.google.iamCredentialsUrl = iam.replace(/\/+$/, "");
-  if (c.google.scopes.length === 0) problems.push("google.scopes ($OCI2GCP_SCOPES) must list at least one scope");
-  if (c.google.tokenLifetimeSeconds < 600 || c.google.tokenLifetimeSeconds > 43200) {
-    problems.push(
-      `google.tokenLifetimeSeconds ($OCI2GCP_TOKEN_LIFETIME_SECONDS) must be between 600 and 43200, got ${c.google.tokenLifetimeSeconds}`,
-    );
-  }
-
-  // OCI side.
-  const md = checkUpstreamUrl("oci.metadataUrl", "OCI2GCP_OCI_METADATA_URL", c.oci.metadataUrl, problems, true);
-  if (md) c.oci.metadataUrl = md.endsWith("/") ? md : `${md}/`;
-  if (c.oci.federationUrl) {
-    const f = checkUpstreamUrl("oci.federationUrl", "OCI2GCP_OCI_FEDERATION_URL", c.oci.federationUrl, problems);
-    if (f) c.oci.federationUrl = f.replace(/\/+$/, "");
-  }
-  c.oci.configFile = expandHome(c.oci.configFile);
-  // No resource-principal setting at all leaves the object unset: make it empty, so
-  // a missing RPST is reported as such rather than crashing validation.
-  c.oci.resourcePrincipal ??= {};
-  if (c.oci.principal === "resource") {
-    const rp = c.oci.resourcePrincipal;
-    if (!rp.rpst)
-      problems.push(
-        'oci.principal is resource but no resource principal token is set: $OCI_RESOURCE_PRINCIPAL_RPST (OCI Functions sets it) or "oci.resourcePrincipal.rpst"',
-      );
-    if (!rp.privateKey)
-      problems.push(
-        'oci.principal is resource but no private key is set: $OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM or "oci.resourcePrincipal.privateKey"',
-      );
-    if (!rp.region)
-      problems.push('oci.principal is resource but no region is set: $OCI_RESOURCE_PRINCIPAL_REGION or "oci.resourcePrincipal.region"');
-    for (const [k, v] of [
-      ["rpst", rp.rpst],
-      ["privateKey", rp.privateKey],
-      ["passphrase", rp.passphrase],
-    ] as const) {
-      if (v && path.isAbsolute(v)) checkReadable(`oci.resourcePrincipal.${k}`, v, problems);
-    }
-  }
-  if (c.oci.principal === "oke-workload") {
-    if (!c.oci.oke.serviceHost)
-      problems.push(
-        'oci.principal is oke-workload but $KUBERNETES_SERVICE_HOST is not set: run inside an OKE pod, or set "oci.oke.serviceHost"',
-      );
-    checkReadable("oci.oke.caCertPath", c.oci.oke.caCertPath, problems);
-    checkReadable("oci.oke.tokenPath", c.oci.oke.tokenPath, problems);
-  }
-  if (c.oci.principal === "config-file" || c.oci.principal === "session") {
-    if (checkReadable("oci.configFile", c.oci.configFile, problems)) {
-      const profile = readOciProfile(c.oci.configFile, c.oci.profile);
-      if (!profile) {
-        problems.push(
-          `oci.profile: there is no [${c.oci.profile}] profile in ${c.oci.configFile}; set $OCI_CLI_PROFILE or "oci.profile" to one of its profiles`,
-        );
-      } else {
-        for (const k of c.oci.principal === "session" ? ["key_file", "security_token_file"] : ["key_file"]) {
-          const v = profile[k];
-          if (!v) problems.push(`the [${c.oci.profile}] profile in ${c.oci.configFile} has no ${k}`);
-          else checkReadable(`${k} of profile ${c.oci.profile}`, expandHome(v), problems);
-        }
-      }
-    }
-  }
-
-  // Server.
-  if (!isLoopbackHost(c.server.host) && !c.server.allowNonLoopback) {
-    problems.push(
-      `server.host is ${c.server.host}, which is not a loopback address: every process that can reach it gets Google tokens. Keep 127.0.0.1, or confirm with --allow-non-loopback / $OCI2GCP_ALLOW_NON_LOOPBACK=true`,
-    );
-  }
-  if (c.server.port > 65535) problems.push(`server.port must be at most 65535, got ${c.server.port}`);
-  if (!/^0?[0-7]{3}$/.test(c.server.socketMode))
-    problems.push(`server.socketMode must be an octal file mode such as 0660, got ${JSON.stringify(c.server.socketMode)}`);
-  if (c.server.maxCachedVariants < 1) problems.push("server.maxCachedVariants must be at least 1");
-  if (c.cache.minRemainingSeconds >= c.cache.renewBeforeSeconds) {
-    problems.push(
-      `cache.minRemainingSeconds (${c.cache.minRemainingSeconds}) must be below cache.renewBeforeSeconds (${c.cache.renewBeforeSeconds}), or renewal would start after tokens stop being served`,
-    );
-  }
-  if (c.cache.subjectMinRemainingSeconds >= c.cache.subjectRenewBeforeSeconds) {
-    problems.push("cache.subjectMinRemainingSeconds must be below cache.subjectRenewBeforeSeconds");
-  }
-  if (c.tokenFile.path) {
-    c.tokenFile.path = path.resolve(expandHome(c.tokenFile.path));
-    const dir = path.dirname(c.tokenFile.path);
-    try {
-      fs.accessSync(dir, fs.constants.W_OK);
-    } catch {
-      problems.push(
-        `tokenFile.path ($OCI2GCP_TOKEN_FILE): cannot write to the directory ${dir}; create it and give the daemon's user write access`,
-      );
-    }
-  }
-  if (c.tokenFile.refreshSeconds < 1) problems.push("tokenFile.refreshSeconds must be at least 1");
-  if (c.upstream.attempts < 1) problems.push("upstream.attempts must be at least 1");
-  if (c.upstream.timeoutMs < 100) problems.push("upstream.timeoutMs must be at least 100");
-  if (problems.length) throw new ConfigError(problems);
-  return c;
-}
-
-function checkReadable(name: string, file: string, problems: string[]): boolean {
-  try {
-    fs.accessSync(file, fs.constants.R_OK);
-    if (!fs.statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "not a regular file" });
-    return true;
-  } catch (e) {
-    problems.push(
-      `${name}: cannot read ${file} (${(e as NodeJS.ErrnoException).code}); check the path and that the daemon's user may read it`,
-    );
-    return false;
-  }
-}
-
-/** The key = value pairs of one [profile] of an OCI config file (DEFAULT's values inherited). */
-export function readOciProfile(file: string, profile: string): Record<string, string> | undefined {
-  const sections = new Map<string, Record<string, string>>();
-  let cur: Record<string, string> | undefined;
-  for (const raw of fs.readFileSync(file, "utf8").split(/\r?\n/)) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const sec = /^\[(.+)\]$/.exec(line);
-    if (sec) {
-      cur = {};
-      sections.set(sec[1]!.trim(), cur);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    if (cur && eq > 0) cur[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  const p = sections.get(profile);
-  if (!p) return undefined;
-  return { ...(profile === "DEFAULT" ? {} : sections.get("DEFAULT")), ...p };
-}
-
-export function expandHome(p: string): string {
-  return p.startsWith("~/") ? path.join(os.homedir(), p.slice(2)) : p;
+  const file = fileName ? { name: fileName, content: readConfigFile(fileName) } : undefined;
+  return resolveConfig({ file, env, flags: src.flags, overrides: src.overrides }, checkConfigFiles);
 }

@@ -9,11 +9,15 @@ export type SettingType = "string" | "int" | "bool" | "list" | "enum";
 export interface Setting {
   /** Dotted path in the JSON config file, e.g. "google.audience". */
   path: string;
-  env: string[];
+  env: readonly string[];
   flag?: string;
   type: SettingType;
   values?: readonly string[];
-  default?: string | number | boolean | string[];
+  default?: string | number | boolean | readonly string[];
+  /** No default, and no configuration without it: what to give, and an example of it. */
+  required?: { give: string; example: string };
+  /** No default, but validation fills it in from this other setting when it is not given. */
+  derivedFrom?: string;
   doc: string;
 }
 
@@ -21,7 +25,11 @@ export const PRINCIPAL_KINDS = ["instance", "resource", "oke-workload", "config-
 export type PrincipalKind = (typeof PRINCIPAL_KINDS)[number];
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-export const SETTINGS: readonly Setting[] = [
+/**
+ * The table, with its literal types kept: `Config` (config-type.ts) is derived from
+ * it, so a setting exists in both or in neither.
+ */
+export const SETTING_TABLE = [
   // OCI principal
   {
     path: "oci.principal",
@@ -105,6 +113,7 @@ export const SETTINGS: readonly Setting[] = [
     env: ["OCI_IAM_DOMAIN_URL", "OCI2GCP_IDENTITY_DOMAIN_URL"],
     flag: "--domain-url",
     type: "string",
+    required: { give: "the IAM identity domain URL", example: "e.g. https://idcs-0123456789abcdef.identity.oraclecloud.com" },
     doc: "IAM identity domain, as a URL or a host name (https is assumed).",
   },
   {
@@ -120,6 +129,10 @@ export const SETTINGS: readonly Setting[] = [
     env: ["GCP_AUDIENCE", "OCI2GCP_GCP_AUDIENCE"],
     flag: "--audience",
     type: "string",
+    required: {
+      give: "the workload identity pool provider",
+      example: "//iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+    },
     doc: "Workload identity pool provider: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.",
   },
   {
@@ -147,6 +160,7 @@ export const SETTINGS: readonly Setting[] = [
     path: "google.projectNumber",
     env: ["OCI2GCP_PROJECT_NUMBER"],
     type: "string",
+    derivedFrom: "google.audience",
     doc: "Project number served by the metadata API; by default the one in the audience.",
   },
   {
@@ -191,7 +205,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--host",
     type: "string",
     default: "127.0.0.1",
-    doc: "Address to listen on. Anything but loopback also needs server.allowNonLoopback.",
+    doc: "Address to listen on (an IPv6 address with or without brackets: ::1 or [::1]). Anything but loopback also needs server.allowNonLoopback.",
   },
   { path: "server.port", env: ["OCI2GCP_PORT"], flag: "--port", type: "int", default: 8181, doc: "TCP port (0 picks a free one)." },
   {
@@ -215,14 +229,16 @@ export const SETTINGS: readonly Setting[] = [
     env: ["OCI2GCP_MAX_REQUESTS_PER_MINUTE"],
     type: "int",
     default: 600000,
-    doc: "Flood guard: HTTP requests per minute per client address.",
+    doc: "Flood guard: HTTP requests per minute per client address. 0: no limit.",
   },
   {
     path: "server.upstreamBudgetPerMinute",
     env: ["OCI2GCP_UPSTREAM_BUDGET_PER_MINUTE"],
     type: "int",
     default: 120,
-    doc: "Requests per minute and client address that may start new upstream calls (new scope sets or audiences, cache misses); beyond it: 429. Cached answers are never counted. 0: no budget.",
+    doc:
+      "Requests per minute and client address that may start new upstream calls (new scope sets or audiences, cache misses); " +
+      "beyond it: 429. Cached answers are never counted. 0: no limit.",
   },
   {
     path: "server.maxCachedVariants",
@@ -300,4 +316,6 @@ export const SETTINGS: readonly Setting[] = [
     default: "info",
     doc: "Log level.",
   },
-];
+] as const satisfies readonly Setting[];
+
+export const SETTINGS: readonly Setting[] = SETTING_TABLE;

@@ -126,7 +126,8 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
   opts.metrics?.register(app);
   app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
-    global: true,
+    // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.
+    global: flood.max > 0,
     max: flood.max,
     timeWindow: flood.windowMs,
     store: flood.storeClass(),

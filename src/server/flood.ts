@@ -39,9 +39,9 @@ export class FloodCounter {
     return { current: w.count, ttl: w.startedAt + windowMs - Date.now() };
   }
 
-  /** Counts a request of `key`; true while it is within the limit. */
+  /** Counts a request of `key`; true while it is within the limit (always with a limit of 0: no limit). */
   admit(key: string): boolean {
-    return this.hit(key, this.windowMs).count <= this.max;
+    return this.max <= 0 || this.hit(key, this.windowMs).count <= this.max;
   }
 
   private hit(key: string, windowMs: number): Window {

@@ -36,7 +36,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Run> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(OCI2GCP_|GOOGLE_)/.test(k))) as Record<string, string>;
   return new Promise((resolve) => {
     execFile(process.execPath, [LAUNCHER, ...args], { env: { ...base, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | null) : 0;
+      const code = err ? err.code : 0;
       resolve({ code: typeof code === "number" ? code : null, stdout, stderr });
     });
   });

@@ -9,6 +9,7 @@
 
 import crypto from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import t from "tap";
@@ -72,6 +73,27 @@ t.test("a non-loopback listen address: refused unless confirmed, then warned abo
   });
   t.equal(res.status, 200, `served at ${target} (its own address is an allowed Host)`);
   d.secrets.add(((await res.json()) as { access_token: string }).access_token);
+  t.same(d.leaks(), []);
+});
+
+/** Whether this machine can listen on the IPv6 loopback address. */
+function ipv6Loopback(): Promise<boolean> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(0, "::1", () => server.close(() => resolve(true)));
+  });
+}
+
+const noIpv6 = (await ipv6Loopback()) ? false : "this machine has no IPv6 loopback address (::1)";
+t.test("an IPv6 listen address in URL brackets: the daemon listens on ::1 and answers there", { skip: noIpv6 }, async (t) => {
+  emu ??= await startEmulators();
+  const d = await startDaemonOn(emu, { overrides: { "server.host": "[::1]" } });
+  t.teardown(() => d.close());
+  t.equal(d.config.server.host, "::1", "the brackets are removed");
+  t.match(d.url, /^http:\/\/\[::1\]:\d+$/, "listening on ::1");
+  const r = await d.get("/computeMetadata/v1/instance/service-accounts/default/token");
+  t.equal(r.status, 200, "a token, asked for at http://[::1]:PORT");
   t.same(d.leaks(), []);
 });
 
@@ -160,6 +182,28 @@ t.test("a private key file others can read is warned about, naming the file and 
   t.match(keyWarnings(d4)[0]?.msg, new RegExp(`chmod 600 ${rpKey}`), "resource principal key path");
 });
 
+t.test("a limit of 0 is no limit: with server.maxRequestsPerMinute 0 the daemon answers as usual", async (t) => {
+  emu ??= await startEmulators();
+  const d = await startDaemonOn(emu, { overrides: { "server.maxRequestsPerMinute": 0, "server.upstreamBudgetPerMinute": 0 } });
+  t.teardown(() => d.close());
+  const health = await fetch(`${d.url}/healthz`);
+  t.equal(health.status, 200, "/healthz");
+  t.equal(await health.text(), "ok\n");
+  // The token twice over (the second and later from the fast path), and a route Fastify answers.
+  for (const p of ["/computeMetadata/v1/instance/service-accounts/default/token", "/computeMetadata/v1/project/numeric-project-id"]) {
+    const statuses = new Set<number>();
+    const flavors = new Set<string | null>();
+    for (let i = 0; i < 20; i++) {
+      const r = await d.get(p);
+      statuses.add(r.status);
+      flavors.add(r.headers.get("metadata-flavor"));
+    }
+    t.same([...statuses], [200], `${p}: 20 answers, all 200`);
+    t.same([...flavors], ["Google"], `${p}: the metadata server's headers`);
+  }
+  t.same(d.leaks(), []);
+});
+
 t.test("configuration mistakes: a ConfigError naming the setting and the fix; serve exits 2 without a stack", async (t) => {
   const fresh = distIsFresh();
   if (!fresh.ok) {
@@ -233,6 +277,11 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
       "an unknown setting in the file",
       { ...good, google: { audience: AUDIENCE, audiance: "x" } },
       /unknown setting "google\.audiance" in \S+; known settings are listed in the README's configuration reference/,
+    ],
+    [
+      "a list given as a string in the file",
+      { ...good, google: { audience: AUDIENCE, serviceAccounts: "sa@p.iam.gserviceaccount.com" } },
+      /google\.serviceAccounts \(config file \S+\) must be a JSON array of strings, got "sa@p\.iam\S+"; write \["sa@p\.iam\S+"\]/,
     ],
     ["a file that is not JSON", '{ "identityDomain": { "url": "https://x" }, }', /config file \S+ is not valid JSON: /],
     ["a file that is a JSON array", "[1, 2]", /config file \S+ is not valid JSON: the top level must be a JSON object/],

@@ -1,0 +1,21 @@
+import net from "node:net";
+
+/** Loopback and link-local metadata addresses: the only places plain http is allowed. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+const HOST_NAME_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+/**
+ * A listen address as the socket layer takes it: an IP address or a host name,
+ * with an IPv6 address's URL brackets removed (`[::1]` is `::1`, which is what
+ * listen() resolves; with the brackets it looks the name up and fails).
+ * Undefined for anything else, a port included.
+ */
+export function normaliseListenHost(host: string): string | undefined {
+  const bracketed = /^\[(.*)\]$/.exec(host);
+  if (bracketed) return net.isIPv6(bracketed[1]!) ? bracketed[1] : undefined;
+  return net.isIP(host) || HOST_NAME_RE.test(host) ? host : undefined;
+}
