@@ -88,7 +88,7 @@ function ipv6Loopback(): Promise<boolean> {
 const noIpv6 = (await ipv6Loopback()) ? false : "this machine has no IPv6 loopback address (::1)";
 t.test("an IPv6 listen address in URL brackets: the daemon listens on ::1 and answers there", { skip: noIpv6 }, async (t) => {
   emu ??= await startEmulators();
-  const d = await startDaemonOn(emu, { overrides: { "server.host": "[::1]" } });
+  const d = await startStack({ emu, overrides: { "server.host": "[::1]" } });
   t.teardown(() => d.close());
   t.equal(d.config.server.host, "::1", "the brackets are removed");
   t.match(d.url, /^http:\/\/\[::1\]:\d+$/, "listening on ::1");
@@ -184,7 +184,7 @@ t.test("a private key file others can read is warned about, naming the file and 
 
 t.test("a limit of 0 is no limit: with server.maxRequestsPerMinute 0 the daemon answers as usual", async (t) => {
   emu ??= await startEmulators();
-  const d = await startDaemonOn(emu, { overrides: { "server.maxRequestsPerMinute": 0, "server.upstreamBudgetPerMinute": 0 } });
+  const d = await startStack({ emu, overrides: { "server.maxRequestsPerMinute": 0, "server.upstreamBudgetPerMinute": 0 } });
   t.teardown(() => d.close());
   const health = await fetch(`${d.url}/healthz`);
   t.equal(health.status, 200, "/healthz");
