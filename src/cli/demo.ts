@@ -5,7 +5,7 @@ import { type Config, loadConfig } from "../config/config.js";
 import { type Daemon, routeConsoleToLogger, startDaemon } from "../daemon.js";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, daemonSettingsFor, startEmulators } from "../emulator/index.js";
 import { createLogger } from "../log.js";
-import { SUBJECT_TOKEN_PATH } from "../server/subject-token.js";
+import { SUBJECT_TOKEN_PATH } from "../protocol.js";
 import { parse } from "./args.js";
 import { credentialFile, daemonUrl } from "./cred-config.js";
 import { untilSignal } from "./serve.js";
