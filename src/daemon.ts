@@ -1,7 +1,6 @@
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { format } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
@@ -12,6 +11,9 @@ import { Metrics } from "./server/metrics.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
+
+// Where the benchmarks and the test harness still import it from.
+export { routeConsoleToLogger } from "./log.js";
 
 export interface Daemon {
   /** http://host:port of the TCP listener. */
@@ -148,15 +150,4 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       chain.close();
     },
   };
-}
-
-/**
- * oci-common writes status lines with console.log, which would interleave with
- * the JSON log on stdout. In the daemon they go to the logger (scrubbed) at debug.
- */
-export function routeConsoleToLogger(log: Logger): void {
-  const to = (...args: unknown[]) => log.debug({ source: "oci-common" }, format(...args));
-  console.log = to;
-  console.info = to;
-  console.warn = (...args: unknown[]) => log.warn({ source: "library" }, format(...args));
 }
