@@ -6,7 +6,7 @@ import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
-import { buildApp, fastPathOf } from "./server/app.js";
+import { buildApp } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
@@ -112,7 +112,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   if (config.server.socketPath) {
     const p = config.server.socketPath;
     if (fs.existsSync(p)) fs.unlinkSync(p);
-    const fast = fastPathOf(app);
+    const fast = app.fastPath;
     socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
     await new Promise<void>((resolve, reject) => {
       socketServer!.once("error", reject);
@@ -139,7 +139,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     metrics,
     async close() {
       closing = true;
-      fastPathOf(app).disable();
+      app.fastPath.disable();
       sink?.stop();
       if (socketServer) {
         const s = socketServer;
