@@ -10,7 +10,7 @@ import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
 import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
-import type { Metrics } from "./metrics.js";
+import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
 import { notFound, text } from "./respond.js";
 import { subjectTokenPlugin } from "./subject-token.js";
@@ -119,7 +119,7 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
   app.addHook("onRoute", (r) => {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
-  opts.metrics?.register(app);
+  if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
   app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
     global: true,

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 import client from "prom-client";
 import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
@@ -170,18 +170,29 @@ export class Metrics {
     this.tallies.push(t);
     return (seconds) => t.add(seconds);
   }
+}
 
-  /** The onResponse hook and the /metrics route. */
-  register(app: FastifyInstance): void {
+export interface MetricsPluginOptions {
+  metrics: Metrics;
+}
+
+/**
+ * Counts every answer by route template and serves the metrics at /metrics.
+ * Not encapsulated (fastify-plugin): its onResponse hook must see the answers of
+ * every route of the app, the other plugins' and the not-found handler's included.
+ */
+export const metricsPlugin = fp<MetricsPluginOptions>(
+  async (app, { metrics }) => {
     app.addHook("onResponse", async (req, reply) => {
-      this.observeRequest(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
+      metrics.observeRequest(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
     });
     app.get("/metrics", async (_req, reply) => {
-      const body = await this.registry.metrics();
-      return reply.header("content-type", this.registry.contentType).send(body);
+      const body = await metrics.registry.metrics();
+      return reply.header("content-type", metrics.registry.contentType).send(body);
     });
-  }
-}
+  },
+  { name: "oci2gcp-metrics", fastify: "5.x" },
+);
 
 interface ExportedValue {
   labels: Record<string, string | number>;
