@@ -69,7 +69,8 @@ export async function credConfig(argv: string[]): Promise<number> {
   if (!config) return 2;
   if (source === "executable" && /\s/.test(launcherPath())) {
     process.stderr.write(
-      `oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; install oci2gcp under a path without spaces\n`,
+      `oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; ` +
+        "install oci2gcp under a path without spaces\n",
     );
     return 2;
   }

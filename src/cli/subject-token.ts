@@ -47,9 +47,10 @@ async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> 
     });
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
+    const why = err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message);
     return failure(
       "DAEMON_UNREACHABLE",
-      `oci2gcp daemon at ${url} did not answer (${err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message)}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`,
+      `oci2gcp daemon at ${url} did not answer (${why}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`,
     );
   }
   const text = await res.text();
