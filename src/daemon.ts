@@ -1,17 +1,19 @@
 import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { format } from "node:util";
 import type { FastifyInstance } from "fastify";
 import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
-import { buildApp, fastPathOf } from "./server/app.js";
+import { buildApp } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
+
+// Where the benchmarks and the test harness still import it from.
+export { routeConsoleToLogger } from "./log.js";
 
 export interface Daemon {
   /** http://host:port of the TCP listener. */
@@ -110,7 +112,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   if (config.server.socketPath) {
     const p = config.server.socketPath;
     if (fs.existsSync(p)) fs.unlinkSync(p);
-    const fast = fastPathOf(app);
+    const fast = app.fastPath;
     socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
     await new Promise<void>((resolve, reject) => {
       socketServer!.once("error", reject);
@@ -137,7 +139,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     metrics,
     async close() {
       closing = true;
-      fastPathOf(app).disable();
+      app.fastPath.disable();
       sink?.stop();
       if (socketServer) {
         const s = socketServer;
@@ -148,15 +150,4 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       chain.close();
     },
   };
-}
-
-/**
- * oci-common writes status lines with console.log, which would interleave with
- * the JSON log on stdout. In the daemon they go to the logger (scrubbed) at debug.
- */
-export function routeConsoleToLogger(log: Logger): void {
-  const to = (...args: unknown[]) => log.debug({ source: "oci-common" }, format(...args));
-  console.log = to;
-  console.info = to;
-  console.warn = (...args: unknown[]) => log.warn({ source: "library" }, format(...args));
 }

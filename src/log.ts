@@ -1,3 +1,4 @@
+import { format } from "node:util";
 import { type Logger, type LoggerOptions, pino } from "pino";
 
 export type { Logger };
@@ -116,4 +117,15 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     return child.call(this, scrubDeep(bindings) as typeof bindings, options);
   } as typeof log.child;
   return log;
+}
+
+/**
+ * oci-common writes status lines with console.log, which would interleave with
+ * the JSON log on stdout. In the daemon they go to the logger (scrubbed) at debug.
+ */
+export function routeConsoleToLogger(log: Logger): void {
+  const to = (...args: unknown[]) => log.debug({ source: "oci-common" }, format(...args));
+  console.log = to;
+  console.info = to;
+  console.warn = (...args: unknown[]) => log.warn({ source: "library" }, format(...args));
 }

@@ -13,13 +13,19 @@ import { calls, resetEmulators, SECRET_PATTERNS, type Stack, type StackOptions, 
 
 // Material shaped like the real thing.
 const b64u = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const JWT = `${b64u({ alg: "RS256", kid: "SIGNING_KEY" })}.${b64u({ sub: "ocid1.instance.oc1..x", exp: 2000000000, jwk: "{}" })}.${crypto.randomBytes(256).toString("base64url")}`;
+const JWT = [
+  b64u({ alg: "RS256", kid: "SIGNING_KEY" }),
+  b64u({ sub: "ocid1.instance.oc1..x", exp: 2000000000, jwk: "{}" }),
+  crypto.randomBytes(256).toString("base64url"),
+].join(".");
 const ST = `ST$${JWT}`;
 const YA29 = `ya29.c.${crypto.randomBytes(60).toString("base64url")}`;
 const PEM = crypto.generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
 const PEM_PKCS1 = crypto.generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ format: "pem", type: "pkcs1" }).toString();
 const SIG = crypto.randomBytes(256).toString("base64");
-const AUTH_SIG = `Signature version="1",headers="date (request-target) host content-length content-type x-content-sha256",keyId="${ST}",algorithm="rsa-sha256",signature="${SIG}"`;
+const AUTH_SIG =
+  'Signature version="1",headers="date (request-target) host content-length content-type x-content-sha256",' +
+  `keyId="${ST}",algorithm="rsa-sha256",signature="${SIG}"`;
 
 /** Distinctive fragments of each secret: none may appear in any output. */
 const FRAGMENTS = [

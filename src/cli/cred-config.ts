@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Config } from "../config/config.js";
-import { SUBJECT_TOKEN_PATH } from "../server/subject-token.js";
+import { JWT_TOKEN_TYPE, METADATA_FLAVOR, SUBJECT_TOKEN_PATH } from "../protocol.js";
 import { parse, settingFlagOptions } from "./args.js";
 import { configFromArgs } from "./serve.js";
 
@@ -31,7 +31,7 @@ export function credentialFile(config: Config, source: CredentialSource, url: st
     universe_domain: g.universeDomain,
     type: "external_account",
     audience: g.audience,
-    subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
+    subject_token_type: JWT_TOKEN_TYPE,
     token_url: g.stsUrl,
   };
   if (g.serviceAccounts.length) {
@@ -41,7 +41,7 @@ export function credentialFile(config: Config, source: CredentialSource, url: st
     source === "url"
       ? {
           url: `${url}${SUBJECT_TOKEN_PATH}`,
-          headers: { "Metadata-Flavor": "Google" },
+          headers: { "Metadata-Flavor": METADATA_FLAVOR },
           format: { type: "json", subject_token_field_name: "access_token" },
         }
       : {
@@ -69,7 +69,8 @@ export async function credConfig(argv: string[]): Promise<number> {
   if (!config) return 2;
   if (source === "executable" && /\s/.test(launcherPath())) {
     process.stderr.write(
-      `oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; install oci2gcp under a path without spaces\n`,
+      `oci2gcp: the launcher path ${launcherPath()} contains a space, and Google's clients split the executable command on spaces; ` +
+        "install oci2gcp under a path without spaces\n",
     );
     return 2;
   }

@@ -1,6 +1,5 @@
-import { routeConsoleToLogger } from "../daemon.js";
 import { renderReport, runDoctor } from "../doctor/doctor.js";
-import { createLogger } from "../log.js";
+import { createLogger, routeConsoleToLogger } from "../log.js";
 import { parse, settingFlagOptions } from "./args.js";
 import { configFromArgs } from "./serve.js";
 

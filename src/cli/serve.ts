@@ -1,6 +1,6 @@
 import { type Config, ConfigError, loadConfig } from "../config/config.js";
 import type { Daemon } from "../daemon.js";
-import { createLogger, type Logger } from "../log.js";
+import { createLogger, type Logger, routeConsoleToLogger } from "../log.js";
 import { parse, settingFlagOptions, settingFlags } from "./args.js";
 
 export const SERVE_HELP = `Usage: oci2gcp serve [--config FILE] [options]
@@ -63,7 +63,7 @@ export async function serve(argv: string[]): Promise<number> {
   // The instance principal's first session key (an RSA key generation, hundreds of
   // ms) is made in the thread pool while the rest of the daemon loads.
   if (config.oci.principal === "instance") (await import("../oci/session-keys.js")).prestartSessionKey();
-  const { startDaemon, routeConsoleToLogger } = await import("../daemon.js");
+  const { startDaemon } = await import("../daemon.js");
   const log = createLogger(config.log.level);
   routeConsoleToLogger(log);
   let daemon: Daemon;

@@ -1,3 +1,4 @@
+import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER, STATUS_PATH } from "../protocol.js";
 import { parse } from "./args.js";
 import { DEFAULT_DAEMON_URL } from "./subject-token.js";
 
@@ -40,7 +41,10 @@ export async function status(argv: string[]): Promise<number> {
   const url = (typeof values.url === "string" ? values.url : process.env.OCI2GCP_URL || DEFAULT_DAEMON_URL).replace(/\/+$/, "");
   let body: { startedAt: string; accounts: string[]; caches: CacheRow[] };
   try {
-    const res = await fetch(`${url}/oci2gcp/v1/status`, { headers: { "metadata-flavor": "Google" }, signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${url}${STATUS_PATH}`, {
+      headers: { [METADATA_FLAVOR_HEADER]: METADATA_FLAVOR },
+      signal: AbortSignal.timeout(5000),
+    });
     if (res.status !== 200) {
       process.stderr.write(`oci2gcp: the daemon at ${url} answered HTTP ${res.status}\n`);
       return 1;

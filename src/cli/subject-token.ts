@@ -1,8 +1,8 @@
 import fs from "node:fs";
+import { JWT_TOKEN_TYPE, METADATA_FLAVOR, METADATA_FLAVOR_HEADER, SUBJECT_TOKEN_PATH } from "../protocol.js";
 import { parse } from "./args.js";
 
 export const DEFAULT_DAEMON_URL = "http://127.0.0.1:8181";
-const JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt";
 
 interface ExecutableResponse {
   version: 1;
@@ -41,15 +41,16 @@ function cached(file: string | undefined): ExecutableResponse | undefined {
 async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> {
   let res: Response;
   try {
-    res = await fetch(`${url.replace(/\/+$/, "")}/oci2gcp/v1/subject-token?format=executable`, {
-      headers: { "metadata-flavor": "Google" },
+    res = await fetch(`${url.replace(/\/+$/, "")}${SUBJECT_TOKEN_PATH}?format=executable`, {
+      headers: { [METADATA_FLAVOR_HEADER]: METADATA_FLAVOR },
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
+    const why = err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message);
     return failure(
       "DAEMON_UNREACHABLE",
-      `oci2gcp daemon at ${url} did not answer (${err.name === "TimeoutError" ? "timeout" : (err.cause?.code ?? err.message)}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`,
+      `oci2gcp daemon at ${url} did not answer (${why}); is 'oci2gcp serve' running? Set --url or $OCI2GCP_URL`,
     );
   }
   const text = await res.text();
@@ -60,7 +61,7 @@ async function ask(url: string, timeoutMs: number): Promise<ExecutableResponse> 
     body = undefined;
   }
   if (body && body.version === 1 && typeof body.success === "boolean") {
-    if (body.success && (typeof body.id_token !== "string" || body.token_type !== JWT_TYPE)) {
+    if (body.success && (typeof body.id_token !== "string" || body.token_type !== JWT_TOKEN_TYPE)) {
       return failure("BAD_DAEMON_RESPONSE", "the daemon's answer lacks the token");
     }
     return body;

@@ -10,7 +10,7 @@ import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
 import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
-import type { Metrics } from "./metrics.js";
+import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
 import { notFound, text } from "./respond.js";
 import { subjectTokenPlugin } from "./subject-token.js";
@@ -27,11 +27,16 @@ function ownHosts(host: string): string[] {
   return [host];
 }
 
-const ROUTES = new WeakMap<FastifyInstance, { method: string; url: string }[]>();
-
-/** Every route the app serves (method and path template), for documentation checks. */
-export function routesOf(app: FastifyInstance): { method: string; url: string }[] {
-  return ROUTES.get(app) ?? [];
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Every route the app serves (method and path template, HEAD left out), for documentation checks. */
+    readonly servedRoutes: readonly { method: string; url: string }[];
+    /**
+     * The app's cached-token fast path: other listeners (the Unix socket) call its
+     * `handle()` before `app.routing()`; the daemon disables it when shutting down.
+     */
+    readonly fastPath: FastPath;
+  }
 }
 
 /** Who a request comes from, for the flood guard and the upstream budget (see clientKeyOf). */
@@ -40,15 +45,6 @@ function clientKey(req: FastifyRequest): string {
 }
 
 const KEEP_ALIVE_MS = 72_000;
-const FAST_PATHS = new WeakMap<FastifyInstance, FastPath>();
-
-/**
- * The app's cached-token fast path: other listeners (the Unix socket) call its
- * `handle()` before `app.routing()`; the daemon disables it when shutting down.
- */
-export function fastPathOf(app: FastifyInstance): FastPath {
-  return FAST_PATHS.get(app)!;
-}
 
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
@@ -118,12 +114,12 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     }
   });
   const routes: { method: string; url: string }[] = [];
-  ROUTES.set(app, routes);
-  FAST_PATHS.set(app, fast);
+  app.decorate("servedRoutes", routes);
+  app.decorate("fastPath", fast);
   app.addHook("onRoute", (r) => {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
-  opts.metrics?.register(app);
+  if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
   app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
     // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { Chain } from "../chain.js";
+import { METADATA_ROOT } from "../protocol.js";
 import type { Token } from "../token/token-source.js";
 import { clientKeyOf, type FloodCounter } from "./flood.js";
 import { accountNames, TOKEN_ROUTE } from "./metadata.js";
@@ -22,7 +23,7 @@ export interface FastPath {
   disable(): void;
 }
 
-const BASE = "/computeMetadata/v1/instance/service-accounts/";
+const BASE = `${METADATA_ROOT}/instance/service-accounts/`;
 
 /**
  * Answers the one request clients repeat, a GET of an account's access token

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
 
 /** Host names a request may be addressed to, besides the daemon's own address. */
 const ALWAYS_ALLOWED_HOSTS = ["localhost", "metadata.google.internal", "169.254.169.254", "127.0.0.1", "[::1]"];
@@ -62,7 +63,7 @@ export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: s
     }
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
-    if (!NO_FLAVOR_PATHS.has(path) && h["metadata-flavor"] !== "Google") {
+    if (!NO_FLAVOR_PATHS.has(path) && h[METADATA_FLAVOR_HEADER] !== METADATA_FLAVOR) {
       return "Your client does not have permission to get URL from this server. Missing Metadata-Flavor:Google header.";
     }
     return undefined;
@@ -72,7 +73,7 @@ export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: s
 function deny(reply: FastifyReply, status: number, text: string): FastifyReply {
   return reply
     .code(status)
-    .header("metadata-flavor", "Google")
+    .header(METADATA_FLAVOR_HEADER, METADATA_FLAVOR)
     .header("content-type", "text/html; charset=UTF-8")
     .send(
       Buffer.from(

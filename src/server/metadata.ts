@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
+import { METADATA_ROOT } from "../protocol.js";
 import { type Hop, HopError } from "../upstream/hop-error.js";
 import { accessTokenBody, describeFailure, failText, JSON_TYPE, json, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
@@ -94,7 +95,7 @@ function refusedScopes(e: unknown, scopedHop: Hop): boolean {
 }
 
 /** The token route's template, as metrics label it. */
-export const TOKEN_ROUTE = "/computeMetadata/v1/instance/service-accounts/:account/token";
+export const TOKEN_ROUTE = `${METADATA_ROOT}/instance/service-accounts/:account/token`;
 
 /**
  * Each account name the metadata API answers to (`default` and the listed
@@ -133,8 +134,8 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
 
   app.get("/computeMetadata", (req, reply) => redirect(reply, req.url, "/computeMetadata/"));
   app.get("/computeMetadata/", (_req, reply) => text(reply, "v1/\n"));
-  app.get("/computeMetadata/v1", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/"));
-  app.get("/computeMetadata/v1/", (req, reply) => {
+  app.get(METADATA_ROOT, (req, reply) => redirect(reply, req.url, `${METADATA_ROOT}/`));
+  app.get(`${METADATA_ROOT}/`, (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveRoot());
     return text(reply, "instance/\noslogin/\nproject/\nuniverse/\n");
   });
@@ -154,31 +155,31 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance());
     return text(reply, "service-accounts/\n");
   };
-  app.get("/computeMetadata/v1/instance", instance);
-  app.get("/computeMetadata/v1/instance/", instance);
+  app.get(`${METADATA_ROOT}/instance`, instance);
+  app.get(`${METADATA_ROOT}/instance/`, instance);
 
-  app.get("/computeMetadata/v1/oslogin/", (_req, reply) => text(reply, ""));
-  app.get("/computeMetadata/v1/oslogin", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/oslogin/"));
+  app.get(`${METADATA_ROOT}/oslogin/`, (_req, reply) => text(reply, ""));
+  app.get(`${METADATA_ROOT}/oslogin`, (req, reply) => redirect(reply, req.url, `${METADATA_ROOT}/oslogin/`));
 
-  app.get("/computeMetadata/v1/project", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/project/"));
-  app.get("/computeMetadata/v1/project/", (req, reply) => {
+  app.get(`${METADATA_ROOT}/project`, (req, reply) => redirect(reply, req.url, `${METADATA_ROOT}/project/`));
+  app.get(`${METADATA_ROOT}/project/`, (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveProject());
     return text(reply, o.projectId ? "numeric-project-id\nproject-id\n" : "numeric-project-id\n");
   });
-  app.get("/computeMetadata/v1/project/project-id", (_req, reply) =>
+  app.get(`${METADATA_ROOT}/project/project-id`, (_req, reply) =>
     o.projectId ? text(reply, o.projectId) : notFound(reply, "No project id is configured: set google.projectId or $GOOGLE_CLOUD_PROJECT."),
   );
-  app.get("/computeMetadata/v1/project/numeric-project-id", (_req, reply) => text(reply, o.projectNumber));
+  app.get(`${METADATA_ROOT}/project/numeric-project-id`, (_req, reply) => text(reply, o.projectNumber));
 
-  app.get("/computeMetadata/v1/universe", (req, reply) => redirect(reply, req.url, "/computeMetadata/v1/universe/"));
-  app.get("/computeMetadata/v1/universe/", (req, reply) => {
+  app.get(`${METADATA_ROOT}/universe`, (req, reply) => redirect(reply, req.url, `${METADATA_ROOT}/universe/`));
+  app.get(`${METADATA_ROOT}/universe/`, (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, { universeDomain: o.universeDomain });
     return text(reply, "universe-domain\n");
   });
-  app.get("/computeMetadata/v1/universe/universe-domain", (_req, reply) => text(reply, o.universeDomain));
-  app.get("/computeMetadata/v1/universe/universe_domain", (_req, reply) => text(reply, o.universeDomain));
+  app.get(`${METADATA_ROOT}/universe/universe-domain`, (_req, reply) => text(reply, o.universeDomain));
+  app.get(`${METADATA_ROOT}/universe/universe_domain`, (_req, reply) => text(reply, o.universeDomain));
 
-  const base = "/computeMetadata/v1/instance/service-accounts";
+  const base = `${METADATA_ROOT}/instance/service-accounts`;
   app.get(base, (req, reply) => redirect(reply, req.url, `${base}/`));
   app.get(`${base}/`, (req, reply) => {
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance().serviceAccounts);

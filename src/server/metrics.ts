@@ -1,8 +1,9 @@
-import type { FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 import client from "prom-client";
 import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
 import { HOP_IDS } from "../upstream/hop-error.js";
+import { AmendedHistogram, type ExportedValue } from "./prom-internals.js";
 
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 
@@ -62,13 +63,17 @@ export class Metrics {
         }
       },
     });
-    this.duration = new TalliedHistogram(tallies, {
-      name: "oci2gcp_http_request_duration_seconds",
-      help: "Time to answer HTTP requests, by route template.",
-      labelNames: ["route"],
-      buckets: HTTP_BUCKETS,
-      registers,
-    });
+    const durationName = "oci2gcp_http_request_duration_seconds";
+    this.duration = new AmendedHistogram(
+      {
+        name: durationName,
+        help: "Time to answer HTTP requests, by route template.",
+        labelNames: ["route"],
+        buckets: HTTP_BUCKETS,
+        registers,
+      },
+      (values) => addTallies(durationName, tallies, values),
+    );
     this.refreshes = new client.Counter({
       name: "oci2gcp_upstream_requests_total",
       help: "Token requests to each upstream hop (each counts once, its retries included), by outcome.",
@@ -170,72 +175,57 @@ export class Metrics {
     this.tallies.push(t);
     return (seconds) => t.add(seconds);
   }
-
-  /** The onResponse hook and the /metrics route. */
-  register(app: FastifyInstance): void {
-    app.addHook("onResponse", async (req, reply) => {
-      this.observeRequest(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
-    });
-    app.get("/metrics", async (_req, reply) => {
-      const body = await this.registry.metrics();
-      return reply.header("content-type", this.registry.contentType).send(body);
-    });
-  }
 }
 
-interface ExportedValue {
-  labels: Record<string, string | number>;
-  sharedLabels?: Record<string, string | number>;
-  value: number;
-  metricName: string;
+export interface MetricsPluginOptions {
+  metrics: Metrics;
 }
-
-const histogramExport = (
-  client.Histogram.prototype as unknown as { getForPromString(this: client.Histogram<string>): Promise<{ values: ExportedValue[] }> }
-).getForPromString;
 
 /**
- * The HTTP duration histogram, with the tallied answers added to what it
- * reports. prom-client's registry and its get() read a histogram through
- * getForPromString(): its bucket, sum and count lines for a route get the
- * tally's counts added (and are made when only the tally has answers).
+ * Counts every answer by route template and serves the metrics at /metrics.
+ * Not encapsulated (fastify-plugin): its onResponse hook must see the answers of
+ * every route of the app, the other plugins' and the not-found handler's included.
  */
-class TalliedHistogram extends client.Histogram<"route"> {
-  private readonly metricName: string;
+export const metricsPlugin = fp<MetricsPluginOptions>(
+  async (app, { metrics }) => {
+    app.addHook("onResponse", async (req, reply) => {
+      metrics.observeRequest(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
+    });
+    app.get("/metrics", async (_req, reply) => {
+      const body = await metrics.registry.metrics();
+      return reply.header("content-type", metrics.registry.contentType).send(body);
+    });
+  },
+  { name: "oci2gcp-metrics", fastify: "5.x" },
+);
 
-  constructor(
-    private readonly tallies: Tally[],
-    config: client.HistogramConfiguration<"route">,
-  ) {
-    super(config);
-    this.metricName = config.name;
-  }
-
-  async getForPromString(): Promise<{ values: ExportedValue[] }> {
-    const data = await histogramExport.call(this);
-    for (const t of this.tallies) {
-      if (t.n === 0) continue;
-      const route = t.labels.route;
-      const bucket = `${this.metricName}_bucket`;
-      const line = (metricName: string, le?: string | number): ExportedValue => {
-        let v = data.values.find(
-          (x) => x.metricName === metricName && x.sharedLabels?.route === route && (le === undefined || x.labels.le === le),
-        );
-        if (!v) {
-          v = { labels: le === undefined ? {} : { le }, sharedLabels: { route }, value: 0, metricName };
-          data.values.push(v);
-        }
-        return v;
-      };
-      let cumulative = 0;
-      HTTP_BUCKETS.forEach((bound, i) => {
-        cumulative += t.perBucket[i]!;
-        line(bucket, bound).value += cumulative;
-      });
-      line(bucket, "+Inf").value += t.n;
-      line(`${this.metricName}_sum`).value += t.sum;
-      line(`${this.metricName}_count`).value += t.n;
-    }
-    return data;
+/**
+ * Adds the tallied answers to the HTTP duration histogram's exported lines: the
+ * bucket, sum and count lines of each tally's route get its counts (and are made
+ * when only the tally has answers).
+ */
+function addTallies(name: string, tallies: readonly Tally[], values: ExportedValue[]): void {
+  const bucket = `${name}_bucket`;
+  for (const t of tallies) {
+    if (t.n === 0) continue;
+    const route = t.labels.route;
+    const line = (metricName: string, le?: string | number): ExportedValue => {
+      let v = values.find(
+        (x) => x.metricName === metricName && x.sharedLabels?.route === route && (le === undefined || x.labels.le === le),
+      );
+      if (!v) {
+        v = { labels: le === undefined ? {} : { le }, sharedLabels: { route }, value: 0, metricName };
+        values.push(v);
+      }
+      return v;
+    };
+    let cumulative = 0;
+    HTTP_BUCKETS.forEach((bound, i) => {
+      cumulative += t.perBucket[i]!;
+      line(bucket, bound).value += cumulative;
+    });
+    line(bucket, "+Inf").value += t.n;
+    line(`${name}_sum`).value += t.sum;
+    line(`${name}_count`).value += t.n;
   }
 }

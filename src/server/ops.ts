@@ -1,9 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import type { Chain } from "../chain.js";
 import { scrub } from "../log.js";
+import { STATUS_PATH } from "../protocol.js";
 import { describeFailure, json, text } from "./respond.js";
-
-export const STATUS_PATH = "/oci2gcp/v1/status";
 
 /** Liveness, readiness and the cache status (kinds, keys, times; never tokens). */
 export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; startedAt: number }): Promise<void> {

@@ -1,6 +1,7 @@
 import type { FastifyReply } from "fastify";
 import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 import { scrub } from "../log.js";
+import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
 import { BudgetExceededError } from "../token/cache.js";
 import type { Token } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
@@ -11,7 +12,7 @@ export const JSON_TYPE = "application/json";
 /** The headers every answer of the real metadata server carries, in the order they are sent. */
 export function metadataHeaderSet(contentType: string): Record<string, string> {
   return {
-    "metadata-flavor": "Google",
+    [METADATA_FLAVOR_HEADER]: METADATA_FLAVOR,
     "content-type": contentType,
     server: "Metadata Server for VM",
     "x-xss-protection": "0",

@@ -1,9 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
-import { JWT_TOKEN_TYPE } from "../google/sts.js";
+import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_PATH } from "../protocol.js";
 import { describeFailure, json, text } from "./respond.js";
-
-export const SUBJECT_TOKEN_PATH = "/oci2gcp/v1/subject-token";
 
 export interface SubjectTokenOptions {
   chain: Chain;

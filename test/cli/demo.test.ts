@@ -95,6 +95,8 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
   t.ok(env.NO_PROXY!.split(",").includes("127.0.0.1"), "NO_PROXY has 127.0.0.1");
   t.equal(env.GOOGLE_CLOUD_PROJECT, DEMO_PROJECT_ID);
   t.equal(env.OCI2GCP_SUBJECT_TOKEN_URL, `http://${hostPort}/oci2gcp/v1/subject-token`);
+  // The banner follows the env file: it may not have arrived yet.
+  await waitFor(() => (/gcloud auth print-access-token/.test(stderr) ? true : undefined), 10_000);
   t.match(stderr, /gcloud auth print-access-token/, "the banner shows what to try");
 
   // curl -s -H 'Metadata-Flavor: Google' "$OCI2GCP_SUBJECT_TOKEN_URL"

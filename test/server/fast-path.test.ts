@@ -8,7 +8,6 @@ import http from "node:http";
 import path from "node:path";
 import t, { type Test } from "tap";
 import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { fastPathOf } from "../../src/server/app.js";
 import { FEDERATED_ACCOUNT } from "../../src/server/metadata.js";
 import { type Stack, startStack, tempDir } from "../helpers/stack.js";
 
@@ -39,7 +38,7 @@ function raw(
 
 /** Counts which path answered: wraps the daemon's fast path. */
 function spy(d: Stack): { fast: number; fastify: number } {
-  const fp = fastPathOf(d.daemon.app);
+  const fp = d.daemon.app.fastPath;
   const handle = fp.handle.bind(fp);
   const n = { fast: 0, fastify: 0 };
   fp.handle = (req, res) => {
@@ -192,7 +191,7 @@ t.test("off at debug level (Fastify logs each request) and once shutting down", 
   const m = spy(i);
   t.equal((await raw({ port: iport }, TOKEN, FLAVOR)).status, 200);
   t.equal(m.fast, 1, "at info level the cached token comes from the fast path");
-  fastPathOf(i.daemon.app).disable();
+  i.daemon.app.fastPath.disable();
   t.equal((await raw({ port: iport }, TOKEN, FLAVOR)).status, 200);
   t.equal(m.fast, 1, "disabled: Fastify answers");
   await i.close();

@@ -131,3 +131,24 @@ t.test("answers tallied outside prom-client reach the request counter and the du
   );
   t.equal(count?.value, 7, "the JSON view agrees");
 });
+
+t.test("the metrics plugin counts the answers of every plugin's routes and of the not-found handler", async (t) => {
+  const { default: Fastify } = await import("fastify");
+  const { Metrics, metricsPlugin } = await import("../../src/server/metrics.js");
+  const metrics = new Metrics();
+  const app = Fastify();
+  t.teardown(() => app.close());
+  await app.register(metricsPlugin, { metrics });
+  // A sibling plugin, registered after: an encapsulated metrics hook would never see its routes.
+  await app.register(async (child) => {
+    child.get("/sibling/:id", async () => "ok");
+  });
+  t.equal((await app.inject("/sibling/1")).statusCode, 200);
+  t.equal((await app.inject("/sibling/2")).statusCode, 200);
+  t.equal((await app.inject("/nowhere")).statusCode, 404);
+  const res = await app.inject("/metrics");
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers["content-type"], metrics.registry.contentType, "Prometheus's content type");
+  t.match(res.body, /^oci2gcp_http_requests_total\{route="\/sibling\/:id",method="GET",status="200"\} 2$/m, "by route template");
+  t.match(res.body, /^oci2gcp_http_requests_total\{route="unmatched",method="GET",status="404"\} 1$/m, "unmatched requests too");
+});
