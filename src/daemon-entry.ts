@@ -10,5 +10,6 @@
  *   routeConsoleToLogger(log);
  *   const daemon = await startDaemon(config, { logger: log });
  */
-export { type Daemon, type DaemonOptions, routeConsoleToLogger, startDaemon } from "./daemon.js";
+export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.js";
+export { routeConsoleToLogger } from "./log.js";
 export { DAEMON_NODE_OPTIONS } from "./node-options.js";

@@ -13,7 +13,6 @@ import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
 
 // Where the benchmarks and the test harness still import it from.
-export { routeConsoleToLogger } from "./log.js";
 
 export interface Daemon {
   /** http://host:port of the TCP listener. */

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { type Config, loadConfig } from "../../src/config/config.js";
-import { type Daemon, routeConsoleToLogger, startDaemon } from "../../src/daemon.js";
+import { type Daemon, startDaemon } from "../../src/daemon.js";
 import {
   DEMO_PROJECT_ID,
   DEMO_SERVICE_ACCOUNT,
@@ -13,7 +13,7 @@ import {
   type EmulatorsOptions,
   startEmulators,
 } from "../../src/emulator/index.js";
-import { createLogger } from "../../src/log.js";
+import { createLogger, routeConsoleToLogger } from "../../src/log.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
 
