@@ -1,13 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
 import { JWT_TOKEN_TYPE } from "../google/sts.js";
+import type { Admission } from "../token/cache.js";
+import type { Hop } from "../upstream/hop-error.js";
 import { describeFailure, json, text } from "./respond.js";
 
 export const SUBJECT_TOKEN_PATH = "/oci2gcp/v1/subject-token";
 
 export interface SubjectTokenOptions {
   chain: Chain;
-  admit: (req: FastifyRequest) => () => boolean;
+  admit: (req: FastifyRequest) => Admission<Hop>;
 }
 
 /**

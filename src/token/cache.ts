@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import { type Hop, HopError } from "../upstream/hop-error.js";
+import { BackoffError, BelowFloorError, errorMessage, retryHintOf } from "./errors.js";
 import type { Token, TokenSource } from "./token-source.js";
 
 export interface CachePolicy {
@@ -14,14 +14,15 @@ export interface CachePolicy {
 
 export const DEFAULT_BACKOFF = { minBackoffMs: 1_000, maxBackoffMs: 30_000 };
 
-export interface CacheEvents {
+/** A cache's label is opaque to it: it names the cache in its events, state and own errors. */
+export interface CacheEvents<L = string> {
   /** A refresh finished: `ok` with the new token, or the error. */
-  onRefresh?(e: { hop: Hop; key: string; ok: boolean; token?: Token; error?: unknown; durationMs: number }): void;
+  onRefresh?(e: { label: L; key: string; ok: boolean; token?: Token; error?: unknown; durationMs: number }): void;
 }
 
-export interface CacheState {
+export interface CacheState<L = string> {
   key: string;
-  hop: Hop;
+  label: L;
   token?: { expiresAt: number; obtainedAt: number };
   refreshing: boolean;
   lastError?: string;
@@ -31,6 +32,13 @@ export interface CacheState {
   hits: number;
   misses: number;
 }
+
+/**
+ * Asked before a caller would wait on a new upstream call, with the label of the
+ * cache: undefined lets the call start; an error is the refusal, which that
+ * caller gets instead of a token (and no upstream call is made).
+ */
+export type Admission<L = string> = (label: L) => Error | undefined;
 
 /**
  * Keeps a token from an upstream source until shortly before it expires, as
@@ -48,7 +56,7 @@ export interface CacheState {
  * For tokens shorter than twice the margin (seen with very short lifetimes),
  * renewal starts at half the lifetime and the floor is a quarter of it.
  */
-export class CachingTokenSource<T extends Token = Token> implements TokenSource<T> {
+export class CachingTokenSource<T extends Token = Token, L = string> implements TokenSource<T> {
   private current?: T;
   private inflight?: Promise<T>;
   private lastError?: unknown;
@@ -64,19 +72,20 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
 
   constructor(
     private readonly source: TokenSource<T>,
-    readonly hop: Hop,
+    readonly label: L,
     private readonly policy: CachePolicy,
     readonly key = "",
-    private readonly events: CacheEvents = {},
+    private readonly events: CacheEvents<L> = {},
   ) {}
 
   /**
    * A token that is good for at least the floor, from cache when possible.
    * `admit` is asked only when this call would start an upstream call that the
    * caller has to wait for (a cold or expired cache); joining a refresh already
-   * under way, or a background renewal, is never charged.
+   * under way, or a background renewal, is never charged. During a backoff the
+   * caller gets a BackoffError whose cause is the last failure.
    */
-  token(admit?: () => boolean): Promise<T> {
+  token(admit?: Admission<L>): Promise<T> {
     const hit = this.hit();
     if (hit) return Promise.resolve(hit);
     const now = Date.now();
@@ -85,7 +94,8 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     if (now < this.nextAttemptAt && this.lastError !== undefined) {
       return Promise.reject(this.backoffError(now));
     }
-    if (admit && !admit()) return Promise.reject(new BudgetExceededError(this.hop));
+    const refusal = admit?.(this.label);
+    if (refusal !== undefined) return Promise.reject(refusal);
     return this.refresh();
   }
 
@@ -107,9 +117,9 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   }
 
   /**
-   * A token that is not yet due for renewal, for a hop that derives its own token
-   * from this one and inherits its expiry (Google STS gives a federated token no
-   * longer than the subject token has left). When the cached token is past its
+   * A token that is not yet due for renewal, for a source that derives its own
+   * token from this one and inherits its expiry (a token exchange that issues
+   * nothing longer than the token it was given has left). When the cached token is past its
    * renewal point, waits for the renewal (the one under way, or a new one) rather
    * than passing on a token near its end; if that fails, falls back to the cached
    * token while it is above the floor. During a backoff, this is `token()`.
@@ -143,10 +153,10 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     return cur.expiresAt - Date.now() > this.margins(cur).floor ? cur : undefined;
   }
 
-  state(): CacheState {
+  state(): CacheState<L> {
     return {
       key: this.key,
-      hop: this.hop,
+      label: this.label,
       token: this.current && { expiresAt: this.current.expiresAt, obtainedAt: this.current.obtainedAt },
       refreshing: this.inflight !== undefined,
       lastError: this.lastError === undefined ? undefined : errorMessage(this.lastError),
@@ -175,21 +185,9 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     return { renewAt: t.expiresAt - renewBefore, floor };
   }
 
-  private backoffError(now: number): HopError {
-    const err = this.lastError;
-    const waitS = Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000));
-    if (err instanceof HopError) {
-      return new HopError(err.hop, err.detail, {
-        code: err.code,
-        status: err.status,
-        upstreamError: err.upstreamError,
-        retryable: true,
-        // nextAttemptAt already includes the upstream's Retry-After: what remains of it is the wait.
-        retryAfterSeconds: waitS,
-        cause: err,
-      });
-    }
-    return new HopError(this.hop, errorMessage(err), { code: "failed", retryable: true, retryAfterSeconds: waitS, cause: err });
+  private backoffError(now: number): BackoffError<L> {
+    // nextAttemptAt already includes the upstream's Retry-After: what remains of it is the wait.
+    return new BackoffError(this.label, Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000)), this.lastError);
   }
 
   private refresh(): Promise<T> {
@@ -200,20 +198,14 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
       try {
         const t = await this.source.token();
         const now = Date.now();
-        if (!(t.expiresAt > now + this.margins(t).floor)) {
-          throw new HopError(
-            this.hop,
-            `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`,
-            { code: "bad_answer", retryable: true },
-          );
-        }
+        if (!(t.expiresAt > now + this.margins(t).floor)) throw new BelowFloorError(this.label, t.expiresAt - now);
         this.current = t;
         this.lastError = undefined;
         this.lastErrorAt = undefined;
         this.failures = 0;
         this.nextAttemptAt = 0;
         this.lastSuccessAt = now;
-        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: true, token: t, durationMs: now - started });
+        this.events.onRefresh?.({ label: this.label, key: this.key, ok: true, token: t, durationMs: now - started });
         this.schedule(this.margins(t).renewAt - now);
         return t;
       } catch (e) {
@@ -223,9 +215,10 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
         this.failures += 1;
         const base = Math.min(this.policy.maxBackoffMs, this.policy.minBackoffMs * 2 ** (this.failures - 1));
         let delay = base / 2 + Math.random() * (base / 2);
-        if (e instanceof HopError && e.retryAfterSeconds) delay = Math.max(delay, e.retryAfterSeconds * 1000);
+        const asked = retryHintOf(e).retryAfterSeconds;
+        if (asked) delay = Math.max(delay, asked * 1000);
         this.nextAttemptAt = now + delay;
-        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: false, error: e, durationMs: now - started });
+        this.events.onRefresh?.({ label: this.label, key: this.key, ok: false, error: e, durationMs: now - started });
         if (this.current && this.current.expiresAt > now) this.schedule(delay);
         throw e;
       } finally {
@@ -256,49 +249,35 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   }
 }
 
-/** The caller's budget of new upstream calls is spent. */
-export class BudgetExceededError extends Error {
-  constructor(readonly hop: Hop) {
-    super(`too many requests that need new upstream calls (${hop}); the cached tokens are still served`);
-    this.name = "BudgetExceededError";
-  }
-}
-
-export function errorMessage(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
-  return String(e);
-}
-
 /**
- * Variants of one hop keyed by what distinguishes them (a scope set, an
+ * Variants of one token keyed by what distinguishes them (a scope set, an
  * audience), each with its own cache, in a bounded LRU: a client asking for
  * endless new audiences evicts old entries instead of growing the daemon.
  */
-export class KeyedTokenCache {
-  private readonly lru: LRUCache<string, CachingTokenSource>;
+export class KeyedTokenCache<L = string> {
+  private readonly lru: LRUCache<string, CachingTokenSource<Token, L>>;
 
   constructor(
-    private readonly hop: Hop,
+    private readonly label: L,
     private readonly policy: CachePolicy,
     max: number,
-    private readonly events: CacheEvents = {},
+    private readonly events: CacheEvents<L> = {},
   ) {
     this.lru = new LRUCache({ max, dispose: (v) => v.close() });
   }
 
   /** The cache for `key`, made with `make()` on first use. */
-  get(key: string, make: () => TokenSource): CachingTokenSource {
+  get(key: string, make: () => TokenSource): CachingTokenSource<Token, L> {
     let c = this.lru.get(key);
     if (!c) {
-      c = new CachingTokenSource(make(), this.hop, this.policy, key, this.events);
+      c = new CachingTokenSource(make(), this.label, this.policy, key, this.events);
       this.lru.set(key, c);
     }
     return c;
   }
 
   /** The cache for `key` if there is one (counted as a use for the LRU). */
-  find(key: string): CachingTokenSource | undefined {
+  find(key: string): CachingTokenSource<Token, L> | undefined {
     return this.lru.get(key);
   }
 
@@ -310,7 +289,7 @@ export class KeyedTokenCache {
     return this.lru.size;
   }
 
-  entries(): CachingTokenSource[] {
+  entries(): CachingTokenSource<Token, L>[] {
     return [...this.lru.values()];
   }
 

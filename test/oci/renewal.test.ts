@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import t, { type Test } from "tap";
-import { BudgetExceededError, type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
+import { BudgetExceededError } from "../../src/server/budget.js";
+import { type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
+import { BackoffError, BelowFloorError } from "../../src/token/errors.js";
 import type { Token, TokenSource } from "../../src/token/token-source.js";
 import { HopError } from "../../src/upstream/hop-error.js";
 import { calls, claimsOf, startStack } from "../helpers/stack.js";
@@ -162,6 +164,9 @@ const POLICY: CachePolicy = { renewBeforeMs: 600_000, minRemainingMs: 120_000, m
 /** Settles what is pending on the microtask queue. */
 const flush = () => new Promise<void>((r) => setImmediate(r));
 
+/** The source's error itself: during a backoff the cache passes it on as the cause of its BackoffError. */
+const upstreamError = (e: unknown): unknown => (e instanceof BackoffError ? e.cause : e);
+
 function outcome<T>(p: Promise<T>): { state: "pending" | "resolved" | "rejected"; value?: T; error?: unknown } {
   const o: { state: "pending" | "resolved" | "rejected"; value?: T; error?: unknown } = { state: "pending" };
   p.then(
@@ -270,9 +275,9 @@ t.test("cache: a failed renewal keeps the old token while above the floor, never
     await flush();
     t.equal(o.state, "rejected", `call ${i + 1} at the floor is refused`);
     t.not(o.value, first, "the old token is not handed out");
-    t.type(o.error, HopError);
-    t.equal((o.error as HopError).hop, "identity domain");
-    t.match((o.error as HopError).message, /HTTP 503: temporarily_unavailable/, "the error says what the upstream said");
+    t.type(upstreamError(o.error), HopError);
+    t.equal((upstreamError(o.error) as HopError).hop, "identity domain");
+    t.match((o.error as Error).message, /HTTP 503: temporarily_unavailable/, "the error says what the upstream said");
     clock.advance(40_000);
   }
 
@@ -295,7 +300,7 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
   let admits = 0;
   const admit = () => {
     admits += 1;
-    return true;
+    return undefined;
   };
 
   await t.rejects(c.token(admit), /HTTP 500/);
@@ -305,11 +310,13 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
   // First backoff: between 0.5 and 1 s.
   clock.advance(499);
   const e = await c.token(admit).catch((x: unknown) => x);
-  t.type(e, HopError, "during the backoff: a HopError");
-  t.equal((e as HopError).hop, "STS");
-  t.equal((e as HopError).retryable, true);
-  t.ok((e as HopError).retryAfterSeconds! >= 1, "with a Retry-After");
-  t.match((e as HopError).message, /^STS: HTTP 500: internal/, "repeating the upstream's error");
+  t.type(e, BackoffError, "during the backoff: a BackoffError");
+  t.equal((e as BackoffError).label, "STS");
+  t.type((e as BackoffError).cause, HopError, "whose cause is the upstream's HopError");
+  t.equal(((e as BackoffError).cause as HopError).hop, "STS");
+  t.equal((e as BackoffError).retryable, true);
+  t.ok((e as BackoffError).retryAfterSeconds >= 1, "with a Retry-After");
+  t.match((e as BackoffError).message, /^STS: HTTP 500: internal/, "repeating the upstream's error");
   t.equal(src.calls, 1, "no upstream call during the backoff");
   t.equal(admits, 1, "admit not consulted during the backoff");
 
@@ -330,7 +337,7 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
   await t.rejects(c.token(admit));
   t.equal(src.calls, 4);
   clock.advance(29_000);
-  const waitErr = (await c.token(admit).catch((x: unknown) => x)) as HopError;
+  const waitErr = (await c.token(admit).catch((x: unknown) => x)) as BackoffError;
   t.equal(src.calls, 4, "no call before the asked 30 s");
   t.equal(waitErr.retryAfterSeconds, 1, "Retry-After is the wait that remains (1 s of the 30), not the 30 again");
   clock.advance(1_001);
@@ -348,9 +355,9 @@ t.test("cache: admit is consulted only when a blocking upstream call would start
   t.teardown(() => c.close());
   let admits = 0;
   let allow = true;
-  const admit = () => {
+  const admit = (label: string) => {
     admits += 1;
-    return allow;
+    return allow ? undefined : new BudgetExceededError(label as "impersonation");
   };
 
   // Cold: the first caller is charged, the 99 who join its call are not.
@@ -429,8 +436,9 @@ t.test("cache: an upstream token already below the floor is an error, not a toke
   t.teardown(() => c.close());
   src.auto = () => ({ value: "nearly-dead", obtainedAt: Date.now() - HOUR, expiresAt: Date.now() + 60_000 });
   const e = await c.token().catch((x: unknown) => x);
-  t.type(e, HopError);
-  t.match((e as HopError).message, /below the minimum remaining lifetime/);
+  t.type(e, BelowFloorError);
+  t.equal((e as BelowFloorError).label, "identity domain");
+  t.match((e as BelowFloorError).message, /below the minimum remaining lifetime/);
   t.equal(c.peek(), undefined);
 });
 
