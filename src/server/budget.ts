@@ -1,4 +1,5 @@
 import { LRUCache } from "lru-cache";
+import { type Clock, systemClock } from "../token/clock.js";
 import type { Hop } from "../upstream/hop-error.js";
 
 /** The caller's budget of new upstream calls is spent. */
@@ -16,8 +17,14 @@ export class BudgetExceededError extends Error {
  */
 export class UpstreamBudget {
   private readonly windows = new LRUCache<string, { start: number; used: number }>({ max: 10_000 });
+  private readonly clock: Clock;
 
-  constructor(private readonly perMinute: number) {}
+  constructor(
+    private readonly perMinute: number,
+    options: { clock?: Clock } = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   /**
    * A one-shot admission check for one request of `client`, as the token caches
@@ -29,7 +36,7 @@ export class UpstreamBudget {
 
   private admit(client: string): boolean {
     if (this.perMinute <= 0) return true;
-    const now = Date.now();
+    const now = this.clock.now();
     let w = this.windows.get(client);
     if (!w || now - w.start >= 60_000) {
       w = { start: now, used: 0 };

@@ -1,4 +1,5 @@
 import { LRUCache } from "lru-cache";
+import { type Clock, type Jitter, systemClock, systemJitter, systemTimers, type Timers } from "./clock.js";
 import { BackoffError, BelowFloorError, errorMessage, retryHintOf } from "./errors.js";
 import type { Token, TokenSource } from "./token-source.js";
 
@@ -13,6 +14,15 @@ export interface CachePolicy {
 }
 
 export const DEFAULT_BACKOFF = { minBackoffMs: 1_000, maxBackoffMs: 30_000 };
+
+/** What a cache reads the time from; by default the system's (Date.now, Math.random, setTimeout). */
+export interface CacheOptions {
+  clock?: Clock;
+  /** The jitter of the backoff. */
+  jitter?: Jitter;
+  /** The background renewal's timers. */
+  timers?: Timers;
+}
 
 /** A cache's label is opaque to it: it names the cache in its events, state and own errors. */
 export interface CacheEvents<L = string> {
@@ -65,10 +75,13 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
   private failures = 0;
   private nextAttemptAt = 0;
   private usedSinceRefresh = false;
-  private timer?: NodeJS.Timeout;
+  private cancelTimer?: () => void;
   private closed = false;
   private hits = 0;
   private misses = 0;
+  private readonly clock: Clock;
+  private readonly jitter: Jitter;
+  private readonly timers: Timers;
 
   constructor(
     private readonly source: TokenSource<T>,
@@ -76,7 +89,12 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
     private readonly policy: CachePolicy,
     readonly key = "",
     private readonly events: CacheEvents<L> = {},
-  ) {}
+    options: CacheOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.jitter = options.jitter ?? systemJitter;
+    this.timers = options.timers ?? systemTimers;
+  }
 
   /**
    * A token that is good for at least the floor, from cache when possible.
@@ -88,7 +106,7 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
   token(admit?: Admission<L>): Promise<T> {
     const hit = this.hit();
     if (hit) return Promise.resolve(hit);
-    const now = Date.now();
+    const now = this.clock.now();
     this.misses++;
     if (this.inflight) return this.inflight;
     if (now < this.nextAttemptAt && this.lastError !== undefined) {
@@ -108,7 +126,7 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
     const cur = this.current;
     this.usedSinceRefresh = true;
     if (!cur) return undefined;
-    const now = Date.now();
+    const now = this.clock.now();
     const { renewAt, floor } = this.margins(cur);
     if (cur.expiresAt - now <= floor) return undefined;
     this.hits++;
@@ -126,7 +144,7 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
    */
   async renewed(): Promise<T> {
     const cur = this.current;
-    const now = Date.now();
+    const now = this.clock.now();
     if (!cur || now < this.margins(cur).renewAt || now < this.nextAttemptAt) return this.token();
     this.usedSinceRefresh = true;
     try {
@@ -150,7 +168,7 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
   peek(): T | undefined {
     const cur = this.current;
     if (!cur) return undefined;
-    return cur.expiresAt - Date.now() > this.margins(cur).floor ? cur : undefined;
+    return cur.expiresAt - this.clock.now() > this.margins(cur).floor ? cur : undefined;
   }
 
   state(): CacheState<L> {
@@ -174,8 +192,8 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
 
   close(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
   }
 
   private margins(t: Token): { renewAt: number; floor: number } {
@@ -192,12 +210,12 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
 
   private refresh(): Promise<T> {
     if (this.inflight) return this.inflight;
-    const started = Date.now();
+    const started = this.clock.now();
     this.usedSinceRefresh = false;
     const p = (async () => {
       try {
         const t = await this.source.token();
-        const now = Date.now();
+        const now = this.clock.now();
         if (!(t.expiresAt > now + this.margins(t).floor)) throw new BelowFloorError(this.label, t.expiresAt - now);
         this.current = t;
         this.lastError = undefined;
@@ -209,12 +227,12 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
         this.schedule(this.margins(t).renewAt - now);
         return t;
       } catch (e) {
-        const now = Date.now();
+        const now = this.clock.now();
         this.lastError = e;
         this.lastErrorAt = now;
         this.failures += 1;
         const base = Math.min(this.policy.maxBackoffMs, this.policy.minBackoffMs * 2 ** (this.failures - 1));
-        let delay = base / 2 + Math.random() * (base / 2);
+        let delay = base / 2 + this.jitter.random() * (base / 2);
         const asked = retryHintOf(e).retryAfterSeconds;
         if (asked) delay = Math.max(delay, asked * 1000);
         this.nextAttemptAt = now + delay;
@@ -231,21 +249,17 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
 
   private schedule(inMs: number): void {
     if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        const cur = this.current;
-        const now = Date.now();
-        // Only tokens in use are renewed in the background; others renew on next use.
-        if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
-        if (cur && cur.expiresAt <= now) return;
-        if (this.inflight) return;
-        void this.refresh().catch(() => {});
-      },
-      Math.max(0, inMs),
-    );
-    this.timer.unref();
+    this.cancelTimer?.();
+    this.cancelTimer = this.timers.after(Math.max(0, inMs), () => {
+      this.cancelTimer = undefined;
+      const cur = this.current;
+      const now = this.clock.now();
+      // Only tokens in use are renewed in the background; others renew on next use.
+      if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
+      if (cur && cur.expiresAt <= now) return;
+      if (this.inflight) return;
+      void this.refresh().catch(() => {});
+    });
   }
 }
 
@@ -262,6 +276,7 @@ export class KeyedTokenCache<L = string> {
     private readonly policy: CachePolicy,
     max: number,
     private readonly events: CacheEvents<L> = {},
+    private readonly options: CacheOptions = {},
   ) {
     this.lru = new LRUCache({ max, dispose: (v) => v.close() });
   }
@@ -270,7 +285,7 @@ export class KeyedTokenCache<L = string> {
   get(key: string, make: () => TokenSource): CachingTokenSource<Token, L> {
     let c = this.lru.get(key);
     if (!c) {
-      c = new CachingTokenSource(make(), this.label, this.policy, key, this.events);
+      c = new CachingTokenSource(make(), this.label, this.policy, key, this.events, this.options);
       this.lru.set(key, c);
     }
     return c;

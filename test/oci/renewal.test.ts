@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import t, { type Test } from "tap";
+import t from "tap";
 import { BudgetExceededError } from "../../src/server/budget.js";
 import { type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
 import { BackoffError, BelowFloorError } from "../../src/token/errors.js";
@@ -101,21 +101,17 @@ t.test("short lifetimes: renewed ahead of expiry, once per cycle, never an expir
 
 // ---- CachingTokenSource with a fake source and a fake clock --------------------------------
 
-/** Replaces Date.now for the test; timers stay real (the cache's timers are set far ahead). */
-function fakeClock(t: Test, start = 1_800_000_000_000): { now: number; advance(ms: number): void } {
-  const real = Date.now;
-  const clock = {
-    now: start,
-    advance(ms: number) {
-      clock.now += ms;
-    },
-  };
-  Date.now = () => clock.now;
-  t.teardown(() => {
-    Date.now = real;
-  });
-  return clock;
-}
+/** The caches' clock in these tests, moved by hand; timers stay real (the cache's timers are set far ahead). */
+const clock = {
+  at: 1_800_000_000_000,
+  now(): number {
+    return clock.at;
+  },
+  advance(ms: number): void {
+    clock.at += ms;
+  },
+};
+const CLOCK = { clock };
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -155,7 +151,7 @@ class FakeSource implements TokenSource {
 let serial = 0;
 function tok(lifeMs: number): Token {
   serial += 1;
-  return { value: `token-${serial}`, obtainedAt: Date.now(), expiresAt: Date.now() + lifeMs };
+  return { value: `token-${serial}`, obtainedAt: clock.now(), expiresAt: clock.now() + lifeMs };
 }
 
 const HOUR = 3600_000;
@@ -183,9 +179,8 @@ function outcome<T>(p: Promise<T>): { state: "pending" | "resolved" | "rejected"
 }
 
 t.test("cache: single flight under 100 concurrent callers", async (t) => {
-  fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", POLICY);
+  const c = new CachingTokenSource(src, "identity domain", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   const waiting = Array.from({ length: 100 }, () => c.token());
   await flush();
@@ -207,9 +202,8 @@ t.test("cache: single flight under 100 concurrent callers", async (t) => {
 });
 
 t.test("cache: background renewal in the window, old token served meanwhile", async (t) => {
-  const clock = fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", POLICY);
+  const c = new CachingTokenSource(src, "identity domain", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   src.auto = () => tok(HOUR);
   const first = await c.token();
@@ -237,9 +231,8 @@ t.test("cache: background renewal in the window, old token served meanwhile", as
 });
 
 t.test("cache: a failed renewal keeps the old token while above the floor, never crosses it, never caches the error", async (t) => {
-  const clock = fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", POLICY);
+  const c = new CachingTokenSource(src, "identity domain", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   src.auto = () => tok(HOUR);
   const first = await c.token();
@@ -262,8 +255,8 @@ t.test("cache: a failed renewal keeps the old token while above the floor, never
   t.equal(src.calls, 3, "retried after the backoff, in the background");
 
   // Just above the floor: still the old token.
-  clock.advance(HOUR - POLICY.minRemainingMs - (Date.now() - first.obtainedAt) - 1);
-  t.equal(first.expiresAt - Date.now(), POLICY.minRemainingMs + 1);
+  clock.advance(HOUR - POLICY.minRemainingMs - (clock.now() - first.obtainedAt) - 1);
+  t.equal(first.expiresAt - clock.now(), POLICY.minRemainingMs + 1);
   t.equal(await c.token(), first, "1 ms above the floor: served");
   await flush();
 
@@ -292,9 +285,8 @@ t.test("cache: a failed renewal keeps the old token while above the floor, never
 });
 
 t.test("cache: backoff after a failure; Retry-After honoured; admit not consulted during backoff", async (t) => {
-  const clock = fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "STS", POLICY);
+  const c = new CachingTokenSource(src, "STS", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   src.failWith = new HopError("STS", "HTTP 500: internal", { code: "refused", status: 500, retryable: true });
   let admits = 0;
@@ -349,9 +341,8 @@ t.test("cache: backoff after a failure; Retry-After honoured; admit not consulte
 });
 
 t.test("cache: admit is consulted only when a blocking upstream call would start", async (t) => {
-  const clock = fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "impersonation", POLICY);
+  const c = new CachingTokenSource(src, "impersonation", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   let admits = 0;
   let allow = true;
@@ -399,9 +390,8 @@ t.test("cache: admit is consulted only when a blocking upstream call would start
 });
 
 t.test("cache: margins shrink for short tokens (renew at half, floor at a quarter)", async (t) => {
-  const clock = fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", POLICY);
+  const c = new CachingTokenSource(src, "identity domain", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
   src.auto = () => tok(8_000);
   const first = await c.token();
@@ -430,11 +420,10 @@ t.test("cache: margins shrink for short tokens (renew at half, floor at a quarte
 });
 
 t.test("cache: an upstream token already below the floor is an error, not a token", async (t) => {
-  fakeClock(t);
   const src = new FakeSource();
-  const c = new CachingTokenSource(src, "identity domain", POLICY);
+  const c = new CachingTokenSource(src, "identity domain", POLICY, "", {}, CLOCK);
   t.teardown(() => c.close());
-  src.auto = () => ({ value: "nearly-dead", obtainedAt: Date.now() - HOUR, expiresAt: Date.now() + 60_000 });
+  src.auto = () => ({ value: "nearly-dead", obtainedAt: clock.now() - HOUR, expiresAt: clock.now() + 60_000 });
   const e = await c.token().catch((x: unknown) => x);
   t.type(e, BelowFloorError);
   t.equal((e as BelowFloorError).label, "identity domain");
@@ -451,7 +440,7 @@ t.test("cache: the renewal timer runs only while the token is in use (real time)
     maxBackoffMs: 1000,
   });
   t.teardown(() => c.close());
-  src.auto = () => tok(600);
+  src.auto = () => ({ value: "real-time", obtainedAt: Date.now(), expiresAt: Date.now() + 600 });
   await c.token();
   // Used after the refresh (usedSinceRefresh): the timer at 300 ms renews without any caller.
   await c.token();
