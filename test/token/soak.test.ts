@@ -5,6 +5,8 @@
  * upstream is never called twice at once, and renewal happens ahead of expiry.
  * Then the same with an upstream that fails now and then: errors reach a caller
  * only when no token above the floor exists, and still never an expired token.
+ * In real time on purpose: what it checks is the cache under the real scheduler,
+ * its timers racing its callers and the process being descheduled.
  */
 import t from "tap";
 import { type CachePolicy, CachingTokenSource } from "../../src/token/cache.js";
