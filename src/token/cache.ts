@@ -10,6 +10,7 @@ export interface CachePolicy {
   minRemainingMs: number;
   /** First retry delay after a failed renewal (ms); doubles up to maxBackoffMs, with jitter. */
   minBackoffMs: number;
+  /** The longest wait for the next attempt (ms), whatever the source's Retry-After asks. */
   maxBackoffMs: number;
 }
 
@@ -58,8 +59,9 @@ export type Admission<L = string> = (label: L) => Error | undefined;
  * - renewal `renewBeforeMs` ahead of expiry, in the background while the
  *   cached token is still good, so callers never wait on a warm cache;
  * - a floor: a token with less than `minRemainingMs` left is never handed out;
- * - after a failure, backoff with jitter before the next upstream attempt, while
- *   the old token keeps being served; the error is never cached as a token;
+ * - after a failure, backoff with jitter before the next upstream attempt (at
+ *   least the source's Retry-After, at most `maxBackoffMs`), while the old
+ *   token keeps being served; the error is never cached as a token;
  * - renewal continues on a timer only while the token is being used, so idle
  *   variants (an audience asked for once) cost nothing upstream.
  *
@@ -100,8 +102,9 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
    * A token that is good for at least the floor, from cache when possible.
    * `admit` is asked only when this call would start an upstream call that the
    * caller has to wait for (a cold or expired cache); joining a refresh already
-   * under way, or a background renewal, is never charged. During a backoff the
-   * caller gets a BackoffError whose cause is the last failure.
+   * under way, or a background renewal, is never charged. A failure reaches the
+   * caller as a BackoffError whose cause is the source's error: after a failed
+   * call, and for every call until the next attempt is due.
    */
   token(admit?: Admission<L>): Promise<T> {
     const hit = this.hit();
@@ -185,9 +188,14 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
     };
   }
 
-  /** The error of the last failed refresh, while no success has come since. */
+  /**
+   * The source's error of the last failed refresh, while no success has come since
+   * (when the source is another cache, the error its own source gave).
+   */
   get failure(): unknown {
-    return this.lastError;
+    let e = this.lastError;
+    while (e instanceof BackoffError) e = e.cause;
+    return e;
   }
 
   close(): void {
@@ -234,11 +242,15 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
         const base = Math.min(this.policy.maxBackoffMs, this.policy.minBackoffMs * 2 ** (this.failures - 1));
         let delay = base / 2 + this.jitter.random() * (base / 2);
         const asked = retryHintOf(e).retryAfterSeconds;
-        if (asked) delay = Math.max(delay, asked * 1000);
+        // An upstream's Retry-After is honoured up to the longest backoff and never beyond:
+        // a day-long one would keep the token unavailable long after the upstream is back.
+        if (asked) delay = Math.min(this.policy.maxBackoffMs, Math.max(delay, asked * 1000));
         this.nextAttemptAt = now + delay;
         this.events.onRefresh?.({ label: this.label, key: this.key, ok: false, error: e, durationMs: now - started });
         if (this.current && this.current.expiresAt > now) this.schedule(delay);
-        throw e;
+        // Those who waited are told when the next attempt will be, as later callers are,
+        // not what the source asked for, which can be more than the cache will wait.
+        throw this.backoffError(now);
       } finally {
         this.inflight = undefined;
       }

@@ -31,9 +31,10 @@ export function errorMessage(e: unknown): string {
 }
 
 /**
- * The last call to the source failed and the next one is not due yet: the caller
- * gets this instead of a new call. `cause` is that failure, and the message is
- * its message; `retryAfterSeconds` is the time left until the cache tries again.
+ * The last call to the source failed and the next one is not due yet: what every
+ * caller gets, from the failed call itself and from the calls until the next
+ * attempt. `cause` is the source's error, and the message is its message;
+ * `retryAfterSeconds` is the time left until the cache tries again.
  */
 export class BackoffError<L = string> extends Error implements RetryHint {
   readonly code = "TOKEN_BACKOFF";

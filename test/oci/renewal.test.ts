@@ -93,3 +93,23 @@ t.test("short lifetimes: renewed ahead of expiry, once per cycle, never an expir
   t.ok(fed >= 2 && fed <= 5, `federation renewed once per cycle (${fed} calls in ${DURATION} ms)`);
   t.same(s.leaks(), [], "no secret in the logs");
 });
+
+t.test("a day-long Retry-After from IAM Credentials: clients are told the daemon's next attempt, at most 30 s", async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+  s.emu.server.addFault({
+    endpoint: "google.iam.generateAccessToken",
+    status: 429,
+    headers: { "retry-after": "86400" },
+    body: JSON.stringify({ error: { code: 429, message: "quota exceeded", status: "RESOURCE_EXHAUSTED" } }),
+    count: 1,
+  });
+  const path = "/computeMetadata/v1/instance/service-accounts/default/token?scopes=https://www.googleapis.com/auth/devstorage.read_only";
+  for (const which of ["the failed call", "a call during the backoff"]) {
+    const r = await s.get(path);
+    t.equal(r.status, 503, `${which}: 503`);
+    const ra = Number(r.headers.get("retry-after"));
+    t.ok(ra >= 1 && ra <= 30, `${which}: Retry-After ${ra} s, the daemon's own next attempt, not the upstream's day`);
+  }
+  t.equal((await calls(s.emu))["google.iam.generateAccessToken"], 1, "IAM Credentials was asked once (no retry inside the call)");
+});

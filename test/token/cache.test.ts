@@ -337,9 +337,9 @@ t.test("an upstream token already below the floor is an error, not a token", asy
   t.teardown(() => c.close());
   src.auto = () => ({ value: "nearly-dead", obtainedAt: clock.now() - HOUR, expiresAt: clock.now() + 60_000 });
   const e = await c.token().catch((x: unknown) => x);
-  t.type(e, BelowFloorError);
-  t.equal((e as BelowFloorError).label, "identity domain");
-  t.match((e as BelowFloorError).message, /below the minimum remaining lifetime/);
+  t.type(upstreamError(e), BelowFloorError);
+  t.equal((upstreamError(e) as BelowFloorError).label, "identity domain");
+  t.match((e as Error).message, /below the minimum remaining lifetime/);
   t.equal(c.peek(), undefined);
 });
 
@@ -404,9 +404,86 @@ t.test("the backoff's jitter comes from the jitter source: half to all of the ba
     src.failWith = new HopError("STS", "HTTP 500: internal", { code: "refused", status: 500, retryable: true });
     await t.rejects(c.token());
     clock.advance(Math.ceil(waitMs) - 1);
-    await t.rejects(c.token(), BackoffError, `jitter ${jitter}: still in the backoff 1 ms before ${waitMs} ms`);
+    await t.rejects(c.token());
+    t.equal(src.calls, 1, `jitter ${jitter}: still in the backoff 1 ms before ${waitMs} ms`);
     clock.advance(1);
-    await t.rejects(c.token(), HopError);
+    await t.rejects(c.token());
     t.equal(src.calls, 2, `jitter ${jitter}: tried again after ${waitMs} ms`);
   }
+});
+
+t.test("an upstream's Retry-After is honoured up to the longest backoff, never beyond, and callers are told the true wait", async (t) => {
+  const src = new FakeSource();
+  const { c, clock, tok } = cacheOn(src, "impersonation");
+  t.teardown(() => c.close());
+  const dayLong = new HopError("impersonation", "HTTP 429: quota", {
+    code: "refused",
+    status: 429,
+    retryable: true,
+    retryAfterSeconds: 86_400,
+  });
+  src.failWith = dayLong;
+  const first = await c.token().catch((x: unknown) => x);
+  t.type(first, BackoffError, "the failed call is answered with the cache's backoff");
+  t.equal((first as BackoffError).cause, dayLong, "the upstream's error is its cause");
+  t.equal((first as BackoffError).retryAfterSeconds, POLICY.maxBackoffMs / 1000, "the wait told is the longest backoff, not a day");
+  src.failWith = undefined;
+  src.auto = () => tok(HOUR);
+
+  clock.advance(POLICY.maxBackoffMs - 1_001);
+  const later = await c.token().catch((x: unknown) => x);
+  t.equal((later as BackoffError).retryAfterSeconds, 2, "what is told is what is left of the backoff");
+  clock.advance(1_000);
+  const last = await c.token().catch((x: unknown) => x);
+  t.equal((last as BackoffError).retryAfterSeconds, 1, "1 ms before the next attempt: 1 s");
+  t.equal(src.calls, 1, "no upstream call before the backoff ends");
+  clock.advance(1);
+  const ok = await c.token();
+  t.match(ok.value, /^token-/, "at the end of the longest backoff the upstream is asked again, and the token served");
+  t.equal(src.calls, 2);
+});
+
+t.test("a day-long Retry-After during a background renewal: the timer tries again after the longest backoff, by itself", async (t) => {
+  const src = new FakeSource();
+  const { c, clock, tok } = cacheOn(src, "STS", POLICY, { timers: true });
+  t.teardown(() => c.close());
+  src.auto = () => tok(HOUR);
+  const first = await c.token();
+  t.equal(await c.token(), first, "in use: renewed in the background");
+  src.auto = undefined;
+  src.failWith = new HopError("STS", "HTTP 429: later", { code: "refused", status: 429, retryable: true, retryAfterSeconds: 86_400 });
+  clock.advance(HOUR - POLICY.renewBeforeMs);
+  await flush();
+  t.equal(src.calls, 2, "the renewal timer tried, and the upstream asked for a day");
+  t.equal(await c.token(), first, "the old token is served meanwhile");
+  src.failWith = undefined;
+  src.auto = () => tok(HOUR);
+  clock.advance(POLICY.maxBackoffMs - 1);
+  await flush();
+  t.equal(src.calls, 2, "not before the longest backoff");
+  clock.advance(1);
+  await flush();
+  t.equal(src.calls, 3, "then again, with no caller asking");
+  const renewed = c.peek();
+  t.not(renewed, first, "recovered: a new token is cached");
+  t.equal(c.failure, undefined, "and the failure is cleared");
+});
+
+t.test("failure is the source's own error, also when the source is another cache in backoff", async (t) => {
+  const inner = new FakeSource();
+  const boom = new HopError("OCI principal", "HTTP 401: NotAuthenticated", { code: "unauthenticated", status: 401 });
+  inner.failWith = boom;
+  const { c: innerCache } = cacheOn(inner, "OCI principal");
+  const { c: outer } = cacheOn(innerCache, "identity domain");
+  t.teardown(() => {
+    innerCache.close();
+    outer.close();
+  });
+  const e = await outer.token().catch((x: unknown) => x);
+  t.type(e, BackoffError);
+  t.equal((e as BackoffError).label, "identity domain");
+  t.type((e as BackoffError).cause, BackoffError, "the inner cache's backoff is the cause");
+  t.equal(outer.failure, boom, "failure looks through both backoffs");
+  t.equal(innerCache.failure, boom);
+  t.match(outer.state().lastError, /^OCI principal: HTTP 401: NotAuthenticated$/, "and the state's lastError says it in the same words");
 });
