@@ -24,6 +24,11 @@ export function normaliseScopes(scopes: readonly string[]): string[] {
   return [...new Set(scopes.map((s) => s.trim()).filter(Boolean))].sort();
 }
 
+/** The key of an account's access tokens for a scope set in the cache. */
+function accessKey(email: string, scopeKey: string): string {
+  return `${email} ${scopeKey}`;
+}
+
 export interface AccessTokenRequest {
   /** An email of a configured account, or "default". */
   account: string;
@@ -123,7 +128,10 @@ export class Chain {
       retry,
     };
     const max = config.server.maxCachedVariants * Math.max(1, this.accounts.length);
-    this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events);
+    // Every account's token for the configured scopes is pinned: no flood of client-chosen scope sets evicts it.
+    const defaultScopes = this.defaultScopes.join(" ");
+    const pinned = this.accounts.length ? this.accounts.map((a) => accessKey(a, defaultScopes)) : [defaultScopes];
+    this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events, { pinned });
     this.ids = new KeyedTokenCache("impersonation", googlePolicy, max, events);
     this.makeSts = sts;
   }
@@ -171,7 +179,7 @@ export class Chain {
       if (scopeKey === CLOUD_PLATFORM) return this.federated;
       return create ? this.access.get(scopeKey, () => this.makeSts(scopes)) : this.access.find(scopeKey);
     }
-    const key = `${email} ${scopeKey}`;
+    const key = accessKey(email, scopeKey);
     if (!create) return this.access.find(key);
     return this.access.get(
       key,

@@ -275,52 +275,73 @@ export class CachingTokenSource<T extends Token = Token, L = string> implements 
   }
 }
 
+export interface KeyedCacheOptions extends CacheOptions {
+  /**
+   * Keys whose caches live outside the LRU: the variants the owner configured,
+   * which no number of other keys may evict. They count towards `max`.
+   */
+  pinned?: Iterable<string>;
+}
+
 /**
  * Variants of one token keyed by what distinguishes them (a scope set, an
  * audience), each with its own cache, in a bounded LRU: a client asking for
  * endless new audiences evicts old entries instead of growing the daemon.
+ * Pinned keys are kept apart from the LRU, so that such a client cannot evict
+ * them either.
  */
 export class KeyedTokenCache<L = string> {
   private readonly lru: LRUCache<string, CachingTokenSource<Token, L>>;
+  /** Pinned keys, with their caches once made. */
+  private readonly pins = new Map<string, CachingTokenSource<Token, L> | undefined>();
 
   constructor(
     private readonly label: L,
     private readonly policy: CachePolicy,
+    /** Bound on the caches held, pinned ones included (the LRU keeps room for at least one other). */
     max: number,
     private readonly events: CacheEvents<L> = {},
-    private readonly options: CacheOptions = {},
+    private readonly options: KeyedCacheOptions = {},
   ) {
-    this.lru = new LRUCache({ max, dispose: (v) => v.close() });
+    for (const k of options.pinned ?? []) this.pins.set(k, undefined);
+    this.lru = new LRUCache({ max: Math.max(1, max - this.pins.size), dispose: (v) => v.close() });
   }
 
   /** The cache for `key`, made with `make()` on first use. */
   get(key: string, make: () => TokenSource): CachingTokenSource<Token, L> {
-    let c = this.lru.get(key);
+    let c = this.find(key);
     if (!c) {
       c = new CachingTokenSource(make(), this.label, this.policy, key, this.events, this.options);
-      this.lru.set(key, c);
+      if (this.pins.has(key)) this.pins.set(key, c);
+      else this.lru.set(key, c);
     }
     return c;
   }
 
   /** The cache for `key` if there is one (counted as a use for the LRU). */
   find(key: string): CachingTokenSource<Token, L> | undefined {
-    return this.lru.get(key);
+    return this.pins.has(key) ? this.pins.get(key) : this.lru.get(key);
   }
 
   has(key: string): boolean {
-    return this.lru.has(key);
+    return this.pins.get(key) !== undefined || this.lru.has(key);
   }
 
   get size(): number {
-    return this.lru.size;
+    return this.pinnedCaches().length + this.lru.size;
   }
 
   entries(): CachingTokenSource<Token, L>[] {
-    return [...this.lru.values()];
+    return [...this.pinnedCaches(), ...this.lru.values()];
   }
 
   close(): void {
+    for (const c of this.pinnedCaches()) c.close();
+    for (const k of this.pins.keys()) this.pins.set(k, undefined);
     this.lru.clear();
+  }
+
+  private pinnedCaches(): CachingTokenSource<Token, L>[] {
+    return [...this.pins.values()].filter((c) => c !== undefined);
   }
 }

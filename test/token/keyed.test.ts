@@ -77,3 +77,34 @@ t.test("bounded: the least recently used key is evicted, and its renewal stops",
   t.equal(k.size, 0);
   t.equal(clock.pending, 0, "close stops every renewal");
 });
+
+t.test("pinned keys: no flood of other keys evicts them, and they count towards the bound", async (t) => {
+  const clock = new FakeTime();
+  const k = new KeyedTokenCache("impersonation", POLICY, 4, {}, { clock, jitter: clock, timers: clock, pinned: ["sa default"] });
+  t.teardown(() => k.close());
+  const s = sources(clock);
+  t.equal(k.find("sa default"), undefined, "a pinned key has no cache until first use");
+  t.notOk(k.has("sa default"));
+  const pinned = k.get("sa default", s.make("sa default"));
+  const first = await pinned.token();
+  for (let i = 0; i < 300; i++) k.get(`variant ${i}`, s.make(`variant ${i}`));
+  t.equal(k.find("sa default"), pinned, "still there after 300 other keys");
+  t.equal(k.get("sa default", s.make("again")), pinned, "and not made again");
+  t.equal(k.size, 4, "pinned plus three variants: the bound holds");
+  t.ok(k.has("variant 299") && !k.has("variant 296"), "the variants are evicted, least recently used first");
+  t.equal(pinned.peek(), first, "its token is still cached");
+  t.equal(k.entries()[0], pinned);
+  k.close();
+  t.equal(k.size, 0);
+  t.equal(clock.pending, 0, "close stops the pinned cache's renewal too");
+});
+
+t.test("a bound below the pinned keys still leaves room for one variant", async (t) => {
+  const k = new KeyedTokenCache("STS", POLICY, 1, {}, { pinned: ["a"] });
+  t.teardown(() => k.close());
+  const s = sources(new FakeTime());
+  k.get("a", s.make("a"));
+  k.get("x", s.make("x"));
+  k.get("y", s.make("y"));
+  t.ok(k.has("a") && k.has("y") && !k.has("x"));
+});
