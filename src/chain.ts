@@ -5,6 +5,7 @@ import { transport } from "./google/transport.js";
 import { type DomainToken, IdentityDomainTokenSource } from "./oci/identity-domain.js";
 import { principalSource, type SigningIdentity } from "./oci/principal.js";
 import {
+  type Admission,
   type CacheEvents,
   type CachePolicy,
   type CacheState,
@@ -13,6 +14,7 @@ import {
   KeyedTokenCache,
 } from "./token/cache.js";
 import type { Token, TokenSource } from "./token/token-source.js";
+import type { Hop } from "./upstream/hop-error.js";
 import { DEFAULT_RETRY, type RetryPolicy } from "./upstream/retry.js";
 
 export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
@@ -22,11 +24,16 @@ export function normaliseScopes(scopes: readonly string[]): string[] {
   return [...new Set(scopes.map((s) => s.trim()).filter(Boolean))].sort();
 }
 
+/** The key of an account's access tokens for a scope set in the cache. */
+function accessKey(email: string, scopeKey: string): string {
+  return `${email} ${scopeKey}`;
+}
+
 export interface AccessTokenRequest {
   /** An email of a configured account, or "default". */
   account: string;
   scopes?: readonly string[];
-  admit?: () => boolean;
+  admit?: Admission<Hop>;
 }
 
 export interface IdTokenRequest {
@@ -34,7 +41,7 @@ export interface IdTokenRequest {
   audience: string;
   /** "full" includes the email claims. */
   format: "standard" | "full";
-  admit?: () => boolean;
+  admit?: Admission<Hop>;
 }
 
 export class NoSuchAccountError extends Error {
@@ -59,19 +66,19 @@ export class NoImpersonationError extends Error {
  * tokens and never needs to know how a hop is cached.
  */
 export class Chain {
-  readonly principal: CachingTokenSource<SigningIdentity>;
-  readonly subject: CachingTokenSource<DomainToken>;
+  readonly principal: CachingTokenSource<SigningIdentity, Hop>;
+  readonly subject: CachingTokenSource<DomainToken, Hop>;
   /** The federated token used to call IAM Credentials. */
-  private readonly federated: CachingTokenSource;
-  private readonly access: KeyedTokenCache;
-  private readonly ids: KeyedTokenCache;
+  private readonly federated: CachingTokenSource<Token, Hop>;
+  private readonly access: KeyedTokenCache<Hop>;
+  private readonly ids: KeyedTokenCache<Hop>;
   private readonly impersonation: Omit<ImpersonationOptions, "serviceAccount">;
   readonly accounts: readonly string[];
   readonly defaultScopes: string[];
 
   constructor(
     readonly config: Config,
-    events: CacheEvents = {},
+    events: CacheEvents<Hop> = {},
     overrides: { principal?: TokenSource<SigningIdentity> } = {},
   ) {
     const timeoutMs = config.upstream.timeoutMs;
@@ -121,7 +128,10 @@ export class Chain {
       retry,
     };
     const max = config.server.maxCachedVariants * Math.max(1, this.accounts.length);
-    this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events);
+    // Every account's token for the configured scopes is pinned: no flood of client-chosen scope sets evicts it.
+    const defaultScopes = this.defaultScopes.join(" ");
+    const pinned = this.accounts.length ? this.accounts.map((a) => accessKey(a, defaultScopes)) : [defaultScopes];
+    this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events, { pinned });
     this.ids = new KeyedTokenCache("impersonation", googlePolicy, max, events);
     this.makeSts = sts;
   }
@@ -140,7 +150,7 @@ export class Chain {
   }
 
   /** The domain JWT, the subject token Google STS takes. */
-  subjectToken(admit?: () => boolean): Promise<DomainToken> {
+  subjectToken(admit?: Admission<Hop>): Promise<DomainToken> {
     return this.subject.token(admit);
   }
 
@@ -163,13 +173,13 @@ export class Chain {
   }
 
   /** The cache of access tokens for an account (undefined: the federated identity) and a normalised scope set. */
-  private accessCache(email: string | undefined, scopes: string[], create: boolean): CachingTokenSource | undefined {
+  private accessCache(email: string | undefined, scopes: string[], create: boolean): CachingTokenSource<Token, Hop> | undefined {
     const scopeKey = scopes.join(" ");
     if (email === undefined) {
       if (scopeKey === CLOUD_PLATFORM) return this.federated;
       return create ? this.access.get(scopeKey, () => this.makeSts(scopes)) : this.access.find(scopeKey);
     }
-    const key = `${email} ${scopeKey}`;
+    const key = accessKey(email, scopeKey);
     if (!create) return this.access.find(key);
     return this.access.get(
       key,
@@ -196,7 +206,7 @@ export class Chain {
   }
 
   /** Every cache's state, for status, metrics and readiness; never the tokens. */
-  states(): { kind: string; state: CacheState }[] {
+  states(): { kind: string; state: CacheState<Hop> }[] {
     return [
       { kind: "oci-session", state: this.principal.state() },
       { kind: "subject-token", state: this.subject.state() },

@@ -11,6 +11,7 @@ import { Metrics } from "./server/metrics.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
+import type { Hop } from "./upstream/hop-error.js";
 
 // Where the benchmarks and the test harness still import it from.
 
@@ -47,15 +48,15 @@ function keyFilesOf(config: Config): string[] {
 export async function startDaemon(config: Config, o: DaemonOptions): Promise<Daemon> {
   const log = o.logger;
   const metrics = new Metrics();
-  const events: CacheEvents = {
+  const events: CacheEvents<Hop> = {
     onRefresh(e) {
       if (e.ok) {
         log.debug(
-          { hop: e.hop, key: e.key, validForSeconds: Math.round((e.token!.expiresAt - Date.now()) / 1000), durationMs: e.durationMs },
+          { hop: e.label, key: e.key, validForSeconds: Math.round((e.token!.expiresAt - Date.now()) / 1000), durationMs: e.durationMs },
           "token renewed",
         );
       } else {
-        log.warn({ hop: e.hop, key: e.key, err: e.error, durationMs: e.durationMs }, "token renewal failed");
+        log.warn({ hop: e.label, key: e.key, err: e.error, durationMs: e.durationMs }, "token renewal failed");
       }
       metrics.events.onRefresh?.(e);
       o.events?.onRefresh?.(e);

@@ -24,6 +24,7 @@ export { TokenSourceAuthClient } from "./google/auth-client.js";
 export { createLogger } from "./log.js";
 export type { DomainToken } from "./oci/identity-domain.js";
 export { CachingTokenSource, KeyedTokenCache } from "./token/cache.js";
+export { BackoffError, BelowFloorError } from "./token/errors.js";
 export type { Token, TokenSource } from "./token/token-source.js";
 export { type Hop, HopError } from "./upstream/hop-error.js";
 

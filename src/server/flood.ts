@@ -1,5 +1,6 @@
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import { LRUCache } from "lru-cache";
+import { type Clock, systemClock } from "../token/clock.js";
 
 /**
  * Who a request comes from, for the flood guard and the upstream budget: its
@@ -24,19 +25,22 @@ interface Window {
  */
 export class FloodCounter {
   private readonly windows: LRUCache<string, Window>;
+  private readonly clock: Clock;
 
   constructor(
     readonly max: number,
     readonly windowMs: number,
     size: number,
+    options: { clock?: Clock } = {},
   ) {
     this.windows = new LRUCache({ max: size });
+    this.clock = options.clock ?? systemClock;
   }
 
   /** Counts a request of `key`: its count in the current window and the ms left of it. */
   count(key: string, windowMs = this.windowMs): { current: number; ttl: number } {
     const w = this.hit(key, windowMs);
-    return { current: w.count, ttl: w.startedAt + windowMs - Date.now() };
+    return { current: w.count, ttl: w.startedAt + windowMs - this.clock.now() };
   }
 
   /** Counts a request of `key`; true while it is within the limit (always with a limit of 0: no limit). */
@@ -45,7 +49,7 @@ export class FloodCounter {
   }
 
   private hit(key: string, windowMs: number): Window {
-    const now = Date.now();
+    const now = this.clock.now();
     let w = this.windows.get(key);
     if (!w || w.startedAt + windowMs <= now) {
       w = { count: 0, startedAt: now };
@@ -73,7 +77,7 @@ export class FloodCounter {
     incr: (key, cb, timeWindow) => cb(null, this.count(key, timeWindow)),
     read: (key, cb, timeWindow) => {
       const w = this.windows.peek(key);
-      const now = Date.now();
+      const now = this.clock.now();
       if (!w || w.startedAt + timeWindow <= now) cb(null, { current: 0, ttl: 0 });
       else cb(null, { current: w.count, ttl: w.startedAt + timeWindow - now });
     },

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
 import { METADATA_ROOT } from "../protocol.js";
+import type { Admission } from "../token/cache.js";
+import { BackoffError } from "../token/errors.js";
 import { type Hop, HopError } from "../upstream/hop-error.js";
 import { accessTokenBody, describeFailure, failText, JSON_TYPE, json, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
@@ -10,7 +12,7 @@ export interface MetadataOptions {
   projectNumber: string;
   universeDomain: string;
   /** Asked before a request may start new upstream calls; false means 429. */
-  admit: (req: FastifyRequest) => () => boolean;
+  admit: (req: FastifyRequest) => Admission<Hop>;
   limits: { maxScopes: number; maxScopeLength: number; maxAudienceLength: number };
 }
 
@@ -86,11 +88,14 @@ export const FEDERATED_ACCOUNT = "oci2gcp-federated";
  * client's mistake (400, not worth retrying), not an outage of the daemon (503).
  */
 function refusedScopes(e: unknown, scopedHop: Hop): boolean {
+  // During the backoff after such a refusal, the refusal is the cause of what the cache says.
+  let u = e;
+  while (u instanceof BackoffError) u = u.cause;
   return (
-    e instanceof HopError &&
-    e.hop === scopedHop &&
-    e.status === 400 &&
-    (e.upstreamError === "INVALID_ARGUMENT" || e.upstreamError === "invalid_scope")
+    u instanceof HopError &&
+    u.hop === scopedHop &&
+    u.status === 400 &&
+    (u.upstreamError === "INVALID_ARGUMENT" || u.upstreamError === "invalid_scope")
   );
 }
 

@@ -2,7 +2,7 @@ import fp from "fastify-plugin";
 import client from "prom-client";
 import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
-import { HOP_IDS } from "../upstream/hop-error.js";
+import { HOP_IDS, type Hop } from "../upstream/hop-error.js";
 import { AmendedHistogram, type ExportedValue } from "./prom-internals.js";
 
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
@@ -150,9 +150,9 @@ export class Metrics {
     return [...soonest.values()].map((x) => [{ kind: x.kind, account: x.account }, x.v]);
   }
 
-  readonly events: CacheEvents = {
+  readonly events: CacheEvents<Hop> = {
     onRefresh: (e) => {
-      const hop = HOP_IDS[e.hop];
+      const hop = HOP_IDS[e.label];
       this.refreshes.inc({ hop, outcome: e.ok ? "success" : "error" });
       this.refreshDuration.observe({ hop }, e.durationMs / 1000);
       if (e.ok) this.lastSuccess.set({ hop }, Date.now() / 1000);

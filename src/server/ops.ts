@@ -24,7 +24,7 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
     const now = Date.now();
     const caches = o.chain.states().map(({ kind, state }) => ({
       kind,
-      hop: state.hop,
+      hop: state.label,
       key: state.key,
       expiresInSeconds: state.token ? Math.floor((state.token.expiresAt - now) / 1000) : null,
       obtainedAt: state.token ? new Date(state.token.obtainedAt).toISOString() : null,

@@ -2,9 +2,10 @@ import type { FastifyReply } from "fastify";
 import { NoImpersonationError, NoSuchAccountError } from "../chain.js";
 import { scrub } from "../log.js";
 import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
-import { BudgetExceededError } from "../token/cache.js";
+import { BackoffError, BelowFloorError } from "../token/errors.js";
 import type { Token } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
+import { BudgetExceededError } from "./budget.js";
 
 export const TEXT = "application/text";
 export const JSON_TYPE = "application/json";
@@ -87,15 +88,38 @@ function failureOf(e: unknown): UpstreamFailure {
   }
   if (e instanceof NoSuchAccountError) return { status: 404, message: `oci2gcp: ${e.message}` };
   if (e instanceof NoImpersonationError) return { status: 404, message: `oci2gcp: ${e.message}` };
-  if (e instanceof HopError) {
-    return {
-      status: 503,
-      retryAfter: Math.max(1, Math.min(300, e.retryAfterSeconds ?? 5)),
-      message: `oci2gcp: no valid token: the ${e.hop} hop failed: ${e.detail}`,
-      hop: e.hop,
-    };
+  if (e instanceof BackoffError) {
+    // A cache whose source is another cache in backoff holds that one's BackoffError:
+    // what failed is at the end of the chain of causes, named by the last cache's label.
+    let last: BackoffError<unknown> = e;
+    while (last.cause instanceof BackoffError) last = last.cause;
+    const f = hopFailure(last.cause) ?? { hop: String(last.label), detail: errorText(last.cause) };
+    // The cache tries again by itself when its backoff ends: that is the wait a client is told.
+    return failed(f, e.retryAfterSeconds);
   }
-  return { status: 503, retryAfter: 5, message: `oci2gcp: no valid token: ${e instanceof Error ? e.message : String(e)}` };
+  const f = hopFailure(e);
+  if (f) return failed(f, e instanceof HopError ? e.retryAfterSeconds : undefined);
+  return { status: 503, retryAfter: 5, message: `oci2gcp: no valid token: ${errorText(e)}` };
+}
+
+/** Which hop failed and what it said, for the failures that name a hop. */
+function hopFailure(e: unknown): { hop: string; detail: string } | undefined {
+  if (e instanceof HopError) return { hop: e.hop, detail: e.detail };
+  if (e instanceof BelowFloorError) return { hop: String(e.label), detail: e.detail };
+  return undefined;
+}
+
+function failed(f: { hop: string; detail: string }, retryAfterSeconds: number | undefined): UpstreamFailure {
+  return {
+    status: 503,
+    retryAfter: Math.max(1, Math.min(300, retryAfterSeconds ?? 5)),
+    message: `oci2gcp: no valid token: the ${f.hop} hop failed: ${f.detail}`,
+    hop: f.hop,
+  };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 export function failText(reply: FastifyReply, e: unknown): FastifyReply {

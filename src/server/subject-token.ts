@@ -1,11 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Chain } from "../chain.js";
 import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_PATH } from "../protocol.js";
+import type { Admission } from "../token/cache.js";
+import type { Hop } from "../upstream/hop-error.js";
 import { describeFailure, json, text } from "./respond.js";
 
 export interface SubjectTokenOptions {
   chain: Chain;
-  admit: (req: FastifyRequest) => () => boolean;
+  admit: (req: FastifyRequest) => Admission<Hop>;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { LRUCache } from "lru-cache";
-import { type Hop, HopError } from "../upstream/hop-error.js";
+import { type Clock, type Jitter, systemClock, systemJitter, systemTimers, type Timers } from "./clock.js";
+import { BackoffError, BelowFloorError, errorMessage, retryHintOf } from "./errors.js";
 import type { Token, TokenSource } from "./token-source.js";
 
 export interface CachePolicy {
@@ -9,19 +10,30 @@ export interface CachePolicy {
   minRemainingMs: number;
   /** First retry delay after a failed renewal (ms); doubles up to maxBackoffMs, with jitter. */
   minBackoffMs: number;
+  /** The longest wait for the next attempt (ms), whatever the source's Retry-After asks. */
   maxBackoffMs: number;
 }
 
 export const DEFAULT_BACKOFF = { minBackoffMs: 1_000, maxBackoffMs: 30_000 };
 
-export interface CacheEvents {
-  /** A refresh finished: `ok` with the new token, or the error. */
-  onRefresh?(e: { hop: Hop; key: string; ok: boolean; token?: Token; error?: unknown; durationMs: number }): void;
+/** What a cache reads the time from; by default the system's (Date.now, Math.random, setTimeout). */
+export interface CacheOptions {
+  clock?: Clock;
+  /** The jitter of the backoff. */
+  jitter?: Jitter;
+  /** The background renewal's timers. */
+  timers?: Timers;
 }
 
-export interface CacheState {
+/** A cache's label is opaque to it: it names the cache in its events, state and own errors. */
+export interface CacheEvents<L = string> {
+  /** A refresh finished: `ok` with the new token, or the error. */
+  onRefresh?(e: { label: L; key: string; ok: boolean; token?: Token; error?: unknown; durationMs: number }): void;
+}
+
+export interface CacheState<L = string> {
   key: string;
-  hop: Hop;
+  label: L;
   token?: { expiresAt: number; obtainedAt: number };
   refreshing: boolean;
   lastError?: string;
@@ -33,6 +45,13 @@ export interface CacheState {
 }
 
 /**
+ * Asked before a caller would wait on a new upstream call, with the label of the
+ * cache: undefined lets the call start; an error is the refusal, which that
+ * caller gets instead of a token (and no upstream call is made).
+ */
+export type Admission<L = string> = (label: L) => Error | undefined;
+
+/**
  * Keeps a token from an upstream source until shortly before it expires, as
  * oauth2's ReuseTokenSource does, and adds what a shared daemon needs:
  *
@@ -40,15 +59,16 @@ export interface CacheState {
  * - renewal `renewBeforeMs` ahead of expiry, in the background while the
  *   cached token is still good, so callers never wait on a warm cache;
  * - a floor: a token with less than `minRemainingMs` left is never handed out;
- * - after a failure, backoff with jitter before the next upstream attempt, while
- *   the old token keeps being served; the error is never cached as a token;
+ * - after a failure, backoff with jitter before the next upstream attempt (at
+ *   least the source's Retry-After, at most `maxBackoffMs`), while the old
+ *   token keeps being served; the error is never cached as a token;
  * - renewal continues on a timer only while the token is being used, so idle
  *   variants (an audience asked for once) cost nothing upstream.
  *
  * For tokens shorter than twice the margin (seen with very short lifetimes),
  * renewal starts at half the lifetime and the floor is a quarter of it.
  */
-export class CachingTokenSource<T extends Token = Token> implements TokenSource<T> {
+export class CachingTokenSource<T extends Token = Token, L = string> implements TokenSource<T> {
   private current?: T;
   private inflight?: Promise<T>;
   private lastError?: unknown;
@@ -57,35 +77,46 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   private failures = 0;
   private nextAttemptAt = 0;
   private usedSinceRefresh = false;
-  private timer?: NodeJS.Timeout;
+  private cancelTimer?: () => void;
   private closed = false;
   private hits = 0;
   private misses = 0;
+  private readonly clock: Clock;
+  private readonly jitter: Jitter;
+  private readonly timers: Timers;
 
   constructor(
     private readonly source: TokenSource<T>,
-    readonly hop: Hop,
+    readonly label: L,
     private readonly policy: CachePolicy,
     readonly key = "",
-    private readonly events: CacheEvents = {},
-  ) {}
+    private readonly events: CacheEvents<L> = {},
+    options: CacheOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.jitter = options.jitter ?? systemJitter;
+    this.timers = options.timers ?? systemTimers;
+  }
 
   /**
    * A token that is good for at least the floor, from cache when possible.
    * `admit` is asked only when this call would start an upstream call that the
    * caller has to wait for (a cold or expired cache); joining a refresh already
-   * under way, or a background renewal, is never charged.
+   * under way, or a background renewal, is never charged. A failure reaches the
+   * caller as a BackoffError whose cause is the source's error: after a failed
+   * call, and for every call until the next attempt is due.
    */
-  token(admit?: () => boolean): Promise<T> {
+  token(admit?: Admission<L>): Promise<T> {
     const hit = this.hit();
     if (hit) return Promise.resolve(hit);
-    const now = Date.now();
+    const now = this.clock.now();
     this.misses++;
     if (this.inflight) return this.inflight;
     if (now < this.nextAttemptAt && this.lastError !== undefined) {
       return Promise.reject(this.backoffError(now));
     }
-    if (admit && !admit()) return Promise.reject(new BudgetExceededError(this.hop));
+    const refusal = admit?.(this.label);
+    if (refusal !== undefined) return Promise.reject(refusal);
     return this.refresh();
   }
 
@@ -98,7 +129,7 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     const cur = this.current;
     this.usedSinceRefresh = true;
     if (!cur) return undefined;
-    const now = Date.now();
+    const now = this.clock.now();
     const { renewAt, floor } = this.margins(cur);
     if (cur.expiresAt - now <= floor) return undefined;
     this.hits++;
@@ -107,16 +138,16 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   }
 
   /**
-   * A token that is not yet due for renewal, for a hop that derives its own token
-   * from this one and inherits its expiry (Google STS gives a federated token no
-   * longer than the subject token has left). When the cached token is past its
+   * A token that is not yet due for renewal, for a source that derives its own
+   * token from this one and inherits its expiry (a token exchange that issues
+   * nothing longer than the token it was given has left). When the cached token is past its
    * renewal point, waits for the renewal (the one under way, or a new one) rather
    * than passing on a token near its end; if that fails, falls back to the cached
    * token while it is above the floor. During a backoff, this is `token()`.
    */
   async renewed(): Promise<T> {
     const cur = this.current;
-    const now = Date.now();
+    const now = this.clock.now();
     if (!cur || now < this.margins(cur).renewAt || now < this.nextAttemptAt) return this.token();
     this.usedSinceRefresh = true;
     try {
@@ -140,13 +171,13 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
   peek(): T | undefined {
     const cur = this.current;
     if (!cur) return undefined;
-    return cur.expiresAt - Date.now() > this.margins(cur).floor ? cur : undefined;
+    return cur.expiresAt - this.clock.now() > this.margins(cur).floor ? cur : undefined;
   }
 
-  state(): CacheState {
+  state(): CacheState<L> {
     return {
       key: this.key,
-      hop: this.hop,
+      label: this.label,
       token: this.current && { expiresAt: this.current.expiresAt, obtainedAt: this.current.obtainedAt },
       refreshing: this.inflight !== undefined,
       lastError: this.lastError === undefined ? undefined : errorMessage(this.lastError),
@@ -157,15 +188,20 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     };
   }
 
-  /** The error of the last failed refresh, while no success has come since. */
+  /**
+   * The source's error of the last failed refresh, while no success has come since
+   * (when the source is another cache, the error its own source gave).
+   */
   get failure(): unknown {
-    return this.lastError;
+    let e = this.lastError;
+    while (e instanceof BackoffError) e = e.cause;
+    return e;
   }
 
   close(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
   }
 
   private margins(t: Token): { renewAt: number; floor: number } {
@@ -175,59 +211,46 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
     return { renewAt: t.expiresAt - renewBefore, floor };
   }
 
-  private backoffError(now: number): HopError {
-    const err = this.lastError;
-    const waitS = Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000));
-    if (err instanceof HopError) {
-      return new HopError(err.hop, err.detail, {
-        code: err.code,
-        status: err.status,
-        upstreamError: err.upstreamError,
-        retryable: true,
-        // nextAttemptAt already includes the upstream's Retry-After: what remains of it is the wait.
-        retryAfterSeconds: waitS,
-        cause: err,
-      });
-    }
-    return new HopError(this.hop, errorMessage(err), { code: "failed", retryable: true, retryAfterSeconds: waitS, cause: err });
+  private backoffError(now: number): BackoffError<L> {
+    // nextAttemptAt already includes the upstream's Retry-After: what remains of it is the wait.
+    return new BackoffError(this.label, Math.max(1, Math.ceil((this.nextAttemptAt - now) / 1000)), this.lastError);
   }
 
   private refresh(): Promise<T> {
     if (this.inflight) return this.inflight;
-    const started = Date.now();
+    const started = this.clock.now();
     this.usedSinceRefresh = false;
     const p = (async () => {
       try {
         const t = await this.source.token();
-        const now = Date.now();
-        if (!(t.expiresAt > now + this.margins(t).floor)) {
-          throw new HopError(
-            this.hop,
-            `upstream issued a token that expires in ${Math.round((t.expiresAt - now) / 1000)} s, below the minimum remaining lifetime`,
-            { code: "bad_answer", retryable: true },
-          );
-        }
+        const now = this.clock.now();
+        if (!(t.expiresAt > now + this.margins(t).floor)) throw new BelowFloorError(this.label, t.expiresAt - now);
         this.current = t;
         this.lastError = undefined;
         this.lastErrorAt = undefined;
         this.failures = 0;
         this.nextAttemptAt = 0;
         this.lastSuccessAt = now;
-        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: true, token: t, durationMs: now - started });
+        this.events.onRefresh?.({ label: this.label, key: this.key, ok: true, token: t, durationMs: now - started });
         this.schedule(this.margins(t).renewAt - now);
         return t;
       } catch (e) {
-        const now = Date.now();
+        const now = this.clock.now();
         this.lastError = e;
         this.lastErrorAt = now;
         this.failures += 1;
         const base = Math.min(this.policy.maxBackoffMs, this.policy.minBackoffMs * 2 ** (this.failures - 1));
-        let delay = base / 2 + Math.random() * (base / 2);
-        if (e instanceof HopError && e.retryAfterSeconds) delay = Math.max(delay, e.retryAfterSeconds * 1000);
+        let delay = base / 2 + this.jitter.random() * (base / 2);
+        const asked = retryHintOf(e).retryAfterSeconds;
+        // An upstream's Retry-After is honoured up to the longest backoff and never beyond:
+        // a day-long one would keep the token unavailable long after the upstream is back.
+        if (asked) delay = Math.min(this.policy.maxBackoffMs, Math.max(delay, asked * 1000));
         this.nextAttemptAt = now + delay;
-        this.events.onRefresh?.({ hop: this.hop, key: this.key, ok: false, error: e, durationMs: now - started });
+        this.events.onRefresh?.({ label: this.label, key: this.key, ok: false, error: e, durationMs: now - started });
         if (this.current && this.current.expiresAt > now) this.schedule(delay);
-        throw e;
+        // Those who waited are told when the next attempt will be, as later callers are,
+        // not what the source asked for, which can be more than the cache will wait.
+        throw this.backoffError(now);
       } finally {
         this.inflight = undefined;
       }
@@ -238,83 +261,87 @@ export class CachingTokenSource<T extends Token = Token> implements TokenSource<
 
   private schedule(inMs: number): void {
     if (this.closed) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        const cur = this.current;
-        const now = Date.now();
-        // Only tokens in use are renewed in the background; others renew on next use.
-        if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
-        if (cur && cur.expiresAt <= now) return;
-        if (this.inflight) return;
-        void this.refresh().catch(() => {});
-      },
-      Math.max(0, inMs),
-    );
-    this.timer.unref();
+    this.cancelTimer?.();
+    this.cancelTimer = this.timers.after(Math.max(0, inMs), () => {
+      this.cancelTimer = undefined;
+      const cur = this.current;
+      const now = this.clock.now();
+      // Only tokens in use are renewed in the background; others renew on next use.
+      if (!this.usedSinceRefresh && !(cur && this.lastError !== undefined)) return;
+      if (cur && cur.expiresAt <= now) return;
+      if (this.inflight) return;
+      void this.refresh().catch(() => {});
+    });
   }
 }
 
-/** The caller's budget of new upstream calls is spent. */
-export class BudgetExceededError extends Error {
-  constructor(readonly hop: Hop) {
-    super(`too many requests that need new upstream calls (${hop}); the cached tokens are still served`);
-    this.name = "BudgetExceededError";
-  }
-}
-
-export function errorMessage(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
-  return String(e);
+export interface KeyedCacheOptions extends CacheOptions {
+  /**
+   * Keys whose caches live outside the LRU: the variants the owner configured,
+   * which no number of other keys may evict. They count towards `max`.
+   */
+  pinned?: Iterable<string>;
 }
 
 /**
- * Variants of one hop keyed by what distinguishes them (a scope set, an
+ * Variants of one token keyed by what distinguishes them (a scope set, an
  * audience), each with its own cache, in a bounded LRU: a client asking for
  * endless new audiences evicts old entries instead of growing the daemon.
+ * Pinned keys are kept apart from the LRU, so that such a client cannot evict
+ * them either.
  */
-export class KeyedTokenCache {
-  private readonly lru: LRUCache<string, CachingTokenSource>;
+export class KeyedTokenCache<L = string> {
+  private readonly lru: LRUCache<string, CachingTokenSource<Token, L>>;
+  /** Pinned keys, with their caches once made. */
+  private readonly pins = new Map<string, CachingTokenSource<Token, L> | undefined>();
 
   constructor(
-    private readonly hop: Hop,
+    private readonly label: L,
     private readonly policy: CachePolicy,
+    /** Bound on the caches held, pinned ones included (the LRU keeps room for at least one other). */
     max: number,
-    private readonly events: CacheEvents = {},
+    private readonly events: CacheEvents<L> = {},
+    private readonly options: KeyedCacheOptions = {},
   ) {
-    this.lru = new LRUCache({ max, dispose: (v) => v.close() });
+    for (const k of options.pinned ?? []) this.pins.set(k, undefined);
+    this.lru = new LRUCache({ max: Math.max(1, max - this.pins.size), dispose: (v) => v.close() });
   }
 
   /** The cache for `key`, made with `make()` on first use. */
-  get(key: string, make: () => TokenSource): CachingTokenSource {
-    let c = this.lru.get(key);
+  get(key: string, make: () => TokenSource): CachingTokenSource<Token, L> {
+    let c = this.find(key);
     if (!c) {
-      c = new CachingTokenSource(make(), this.hop, this.policy, key, this.events);
-      this.lru.set(key, c);
+      c = new CachingTokenSource(make(), this.label, this.policy, key, this.events, this.options);
+      if (this.pins.has(key)) this.pins.set(key, c);
+      else this.lru.set(key, c);
     }
     return c;
   }
 
   /** The cache for `key` if there is one (counted as a use for the LRU). */
-  find(key: string): CachingTokenSource | undefined {
-    return this.lru.get(key);
+  find(key: string): CachingTokenSource<Token, L> | undefined {
+    return this.pins.has(key) ? this.pins.get(key) : this.lru.get(key);
   }
 
   has(key: string): boolean {
-    return this.lru.has(key);
+    return this.pins.get(key) !== undefined || this.lru.has(key);
   }
 
   get size(): number {
-    return this.lru.size;
+    return this.pinnedCaches().length + this.lru.size;
   }
 
-  entries(): CachingTokenSource[] {
-    return [...this.lru.values()];
+  entries(): CachingTokenSource<Token, L>[] {
+    return [...this.pinnedCaches(), ...this.lru.values()];
   }
 
   close(): void {
+    for (const c of this.pinnedCaches()) c.close();
+    for (const k of this.pins.keys()) this.pins.set(k, undefined);
     this.lru.clear();
+  }
+
+  private pinnedCaches(): CachingTokenSource<Token, L>[] {
+    return [...this.pins.values()].filter((c) => c !== undefined);
   }
 }

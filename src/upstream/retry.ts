@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { type Clock, type Jitter, systemClock, systemJitter } from "../token/clock.js";
 import { HopError } from "./hop-error.js";
 
 export interface RetryPolicy {
@@ -12,36 +13,43 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, baseDelayMs: 200, maxDelayMs: 5_000 };
 
+/** Where withRetry gets its jitter and how it waits; by default Math.random and a real timer. */
+export interface RetrySeams {
+  jitter?: Jitter;
+  sleep?: (ms: number) => Promise<void>;
+}
+
 /**
  * Runs `attempt` until it succeeds, fails with an error that cannot change on
  * a retry (4xx other than 408/429), or the attempts run out. Waits between
  * attempts with jittered exponential backoff, at least what the upstream asked
  * for with Retry-After (bounded by maxDelayMs).
  */
-export async function withRetry<T>(policy: RetryPolicy, attempt: (n: number) => Promise<T>): Promise<T> {
+export async function withRetry<T>(policy: RetryPolicy, attempt: (n: number) => Promise<T>, seams: RetrySeams = {}): Promise<T> {
+  const jitter = seams.jitter ?? systemJitter;
+  const wait = seams.sleep ?? ((ms: number) => sleep(ms));
   for (let n = 1; ; n++) {
     try {
       return await attempt(n);
     } catch (e) {
       const retryable = e instanceof HopError ? e.retryable : false;
       if (!retryable || n >= policy.attempts) throw e;
-      const backoff = Math.random() * policy.baseDelayMs * 2 ** (n - 1);
+      const backoff = jitter.random() * policy.baseDelayMs * 2 ** (n - 1);
       const asked = e instanceof HopError && e.retryAfterSeconds ? e.retryAfterSeconds * 1000 : 0;
-      const wait = Math.min(policy.maxDelayMs, Math.max(backoff, asked));
       if (asked > policy.maxDelayMs) throw e;
-      await sleep(wait);
+      await wait(Math.min(policy.maxDelayMs, Math.max(backoff, asked)));
     }
   }
 }
 
 /** Seconds from a Retry-After header (delta-seconds or HTTP date). */
-export function parseRetryAfter(v: string | null | undefined): number | undefined {
+export function parseRetryAfter(v: string | null | undefined, clock: Clock = systemClock): number | undefined {
   if (!v) return undefined;
   const s = v.trim();
   if (/^\d+$/.test(s)) return Number(s);
   const at = Date.parse(s);
   if (Number.isNaN(at)) return undefined;
-  return Math.max(0, Math.ceil((at - Date.now()) / 1000));
+  return Math.max(0, Math.ceil((at - clock.now()) / 1000));
 }
 
 /** Short, printable text of an upstream body for error messages (no secrets are expected in error bodies, but bound it). */
