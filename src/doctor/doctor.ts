@@ -1,10 +1,8 @@
-import { CLOUD_PLATFORM } from "../chain.js";
 import type { Config } from "../config/config.js";
-import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource } from "../google/impersonation.js";
-import { StsTokenSource } from "../google/sts.js";
-import { transport } from "../google/transport.js";
-import { type DomainToken, IdentityDomainTokenSource } from "../oci/identity-domain.js";
-import { principalSource, type SigningIdentity } from "../oci/principal.js";
+import { Hops, ONE_ATTEMPT } from "../hops.js";
+import type { DomainToken } from "../oci/identity-domain.js";
+import type { SigningIdentity } from "../oci/principal.js";
+import { CLOUD_PLATFORM } from "../protocol.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 
@@ -28,8 +26,6 @@ export interface DoctorReport {
   /** Claims of the domain JWT, for attribute mappings and conditions. */
   claims?: Record<string, unknown>;
 }
-
-const ONE_ATTEMPT = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 };
 
 function fixed<T extends Token>(t: T): TokenSource<T> {
   return { token: async () => t };
@@ -200,7 +196,7 @@ export async function runDoctor(
   o: { principal?: TokenSource<SigningIdentity>; idTokenAudience?: string } = {},
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
-  const timeoutMs = config.upstream.timeoutMs;
+  const hops = new Hops(config, ONE_ATTEMPT);
   const skip = (name: string) => checks.push({ name, status: "skipped", details: ["not checked: an earlier hop failed"] });
   checks.push({
     name: "configuration",
@@ -216,7 +212,7 @@ export async function runDoctor(
   // OCI principal.
   let id: SigningIdentity;
   try {
-    id = await (o.principal ?? principalSource(config, timeoutMs)).token();
+    id = await (o.principal ?? hops.principal()).token();
     const c = id.claims ?? {};
     const details = [
       id.keyId.startsWith("ST$") ? `security token valid until ${fmtTime(id.expiresAt)}` : "API key (key id tenancy/user/fingerprint)",
@@ -234,12 +230,7 @@ export async function runDoctor(
   // Identity domain.
   let domain: DomainToken;
   try {
-    domain = await new IdentityDomainTokenSource(fixed(id), {
-      domainUrl: config.identityDomain.url,
-      scope: config.identityDomain.scope,
-      timeoutMs,
-      retry: ONE_ATTEMPT,
-    }).token();
+    domain = await hops.identityDomain(fixed(id)).token();
     checks.push({
       name: "identity domain",
       status: "ok",
@@ -251,19 +242,12 @@ export async function runDoctor(
     return { ok: false, checks };
   }
   const claims = domain.claims;
-  checks.push(await jwksCheck(config, domain.value, timeoutMs));
+  checks.push(await jwksCheck(config, domain.value, config.upstream.timeoutMs));
 
   // STS.
-  const transporter = transport(timeoutMs);
   let federated: Token;
   try {
-    federated = await new StsTokenSource(fixed(domain), {
-      stsUrl: config.google.stsUrl,
-      audience: config.google.audience,
-      scopes: [CLOUD_PLATFORM],
-      transporter,
-      retry: ONE_ATTEMPT,
-    }).token();
+    federated = await hops.sts(fixed(domain), [CLOUD_PLATFORM]).token();
     checks.push({ name: "STS", status: "ok", details: [`federated token valid until ${fmtTime(federated.expiresAt)}`] });
   } catch (e) {
     checks.push({ name: "STS", status: "fail", details: [], said: said(e), ...stsDiagnosis(config, claims, e) });
@@ -274,23 +258,11 @@ export async function runDoctor(
   // Impersonation, each account: an access token and an ID token.
   let ok = true;
   for (const sa of config.google.serviceAccounts) {
-    const opts = {
-      serviceAccount: sa,
-      iamCredentialsUrl: config.google.iamCredentialsUrl,
-      universeDomain: config.google.universeDomain,
-      transporter,
-      retry: ONE_ATTEMPT,
-    };
     try {
-      const t = await new ImpersonatedAccessTokenSource(
-        fixed(federated),
-        opts,
-        config.google.scopes,
-        config.google.tokenLifetimeSeconds,
-      ).token();
+      const t = await hops.accessToken(fixed(federated), sa, config.google.scopes).token();
       const details = [`access token valid until ${fmtTime(t.expiresAt)}`];
       try {
-        await new ImpersonatedIdTokenSource(fixed(federated), opts, o.idTokenAudience ?? "https://oci2gcp.invalid/doctor", false).token();
+        await hops.idToken(fixed(federated), sa, o.idTokenAudience ?? "https://oci2gcp.invalid/doctor", false).token();
         details.push("ID tokens: ok");
         checks.push({ name: `impersonation ${sa}`, status: "ok", details });
       } catch (e) {
