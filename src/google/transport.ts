@@ -1,11 +1,8 @@
-import { gaxios } from "google-auth-library";
-import type { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+import { type AuthClient, gaxios } from "google-auth-library";
 import { snippet } from "../upstream/retry.js";
 
 /** The transport type google-auth-library's clients take. */
-export type Transport = NonNullable<
-  ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never
->;
+export type Transport = NonNullable<NonNullable<ConstructorParameters<typeof AuthClient>[0]>["transporter"]>;
 
 // google-auth-library checks `instanceof` against its own copy of gaxios (the
 // CommonJS build), which it exports; importing gaxios from ESM would load a second copy.
