@@ -4,7 +4,7 @@ import type { DomainToken } from "../oci/identity-domain.js";
 import type { SigningIdentity } from "../oci/principal.js";
 import { CLOUD_PLATFORM } from "../protocol.js";
 import type { Token, TokenSource } from "../token/token-source.js";
-import { HopError } from "../upstream/hop-error.js";
+import { HopError, type HopErrorCode } from "../upstream/hop-error.js";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skipped";
 
@@ -46,11 +46,15 @@ function poolParts(audience: string): { number: string; pool: string; provider: 
   return { number: m?.[1] ?? "PROJECT_NUMBER", pool: m?.[2] ?? "POOL", provider: m?.[3] ?? "PROVIDER" };
 }
 
+/** The code of what went wrong: a HopError's, else "failed" (a fault of ours or a library's). */
+function codeOf(e: unknown): HopErrorCode {
+  return e instanceof HopError ? e.code : "failed";
+}
+
 function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
   switch (config.oci.principal) {
     case "instance":
-      if (/metadata service/.test(m)) {
+      if (codeOf(e) === "not_on_oci") {
         return {
           cause: "the OCI instance metadata service is not reachable",
           fix: "run on an OCI compute instance (or choose another oci.principal); check that nothing blocks 169.254.169.254",
@@ -63,12 +67,16 @@ function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "
     case "resource":
       return {
         cause: "the resource principal material cannot be used",
-        fix: "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; elsewhere set oci.resourcePrincipal.* to a current RPST and its key",
+        fix:
+          "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; " +
+          "elsewhere set oci.resourcePrincipal.* to a current RPST and its key",
       };
     case "oke-workload":
       return {
         cause: "OKE workload identity did not issue a token",
-        fix: "run in an enhanced OKE cluster pod with a service account token mounted; check KUBERNETES_SERVICE_HOST and the proxymux port (12250)",
+        fix:
+          "run in an enhanced OKE cluster pod with a service account token mounted; " +
+          "check KUBERNETES_SERVICE_HOST and the proxymux port (12250)",
       };
     case "session":
       return {
@@ -83,81 +91,98 @@ function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "
   }
 }
 
+const CHECK_CLOCK = "check this machine's clock (NTP)";
+
 function domainDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix"> {
-  const err = e instanceof HopError ? e : undefined;
-  const m = said(e);
-  if (!err?.status) {
-    return {
-      cause: `the identity domain at ${config.identityDomain.url} cannot be reached`,
-      fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine",
-    };
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return {
+        cause: `the identity domain at ${config.identityDomain.url} cannot be reached`,
+        fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine",
+      };
+    case "not_found":
+      return {
+        cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain",
+        fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)",
+      };
+    case "expired":
+      return {
+        cause: "the OCI security token had expired when the identity domain checked it",
+        fix: `${CHECK_CLOCK}; renew the OCI session`,
+      };
+    case "signature_rejected":
+      return {
+        cause: "the identity domain refused the request signature",
+        fix:
+          "check that the principal's key matches its key id (API key uploaded for the user, current session token) " +
+          "and that this machine's clock is right",
+      };
+    case "grant_not_allowed":
+      return {
+        cause: "the identity domain does not allow this principal to exchange tokens",
+        fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)",
+      };
+    case "clock":
+      return { cause: "the domain JWT's times disagree with this machine's clock", fix: CHECK_CLOCK };
+    case "bad_answer":
+      return { cause: "the identity domain answered with something that is not a token", fix: "see what it said above" };
   }
-  if (err.status === 404)
-    return {
-      cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain",
-      fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)",
-    };
-  if (/expired/i.test(m))
-    return {
-      cause: "the OCI security token had expired when the identity domain checked it",
-      fix: "check this machine's clock (NTP); renew the OCI session",
-    };
-  if (/signature|digest|invalid_client/i.test(m)) {
-    return {
-      cause: "the identity domain refused the request signature",
-      fix: "check that the principal's key matches its key id (API key uploaded for the user, current session token) and that this machine's clock is right",
-    };
-  }
-  if (/unauthorized_client|invalid_grant|unsupported_grant_type|not authorized|not allowed/i.test(m)) {
-    return {
-      cause: "the identity domain does not allow this principal to exchange tokens",
-      fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)",
-    };
-  }
-  if (err.status >= 500) return { cause: "the identity domain failed", fix: "try again later; check the OCI status page" };
+  const status = e instanceof HopError ? e.status : undefined;
+  if (status !== undefined && status >= 500)
+    return { cause: "the identity domain failed", fix: "try again later; check the OCI status page" };
   return { cause: "the identity domain rejected the token exchange", fix: "see what it said above" };
 }
 
 function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
   const { number, pool, provider } = poolParts(config.google.audience);
-  const prov = `gcloud iam workload-identity-pools providers update-oidc ${provider} --workload-identity-pool=${pool} --location=global --project=${number}`;
-  if (!(e instanceof HopError) || !e.status)
-    return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
-  if (/invalid_target/.test(m) || /audience.*(invalid|should be)/i.test(m)) {
-    return {
-      cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong",
-      fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
-    };
+  const prov =
+    `gcloud iam workload-identity-pools providers update-oidc ${provider} ` +
+    `--workload-identity-pool=${pool} --location=global --project=${number}`;
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
+    case "audience_rejected": {
+      // invalid_grant is about the token presented (its aud); anything else about the audience we named.
+      if ((e as HopError).upstreamError === "invalid_grant") {
+        const aud = Array.isArray(claims?.aud) ? (claims!.aud as unknown[]).join(",") : String(claims?.aud);
+        return {
+          cause: "the provider's allowed audiences do not include the token's aud",
+          fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})`,
+        };
+      }
+      return {
+        cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong",
+        fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      };
+    }
+    case "issuer_rejected":
+      return {
+        cause: "the provider does not accept the token's issuer",
+        fix:
+          `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ` +
+          `${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
+      };
+    case "signature_rejected":
+      return {
+        cause: "the provider cannot verify the token's signature with the keys it has",
+        fix:
+          `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, ` +
+          `then ${prov} --jwk-json-path=jwks.json`,
+      };
+    case "expired":
+      return { cause: "STS considers the token expired or issued in the future", fix: CHECK_CLOCK };
+    case "condition_rejected":
+      return {
+        cause: "the provider's attribute condition rejected the token",
+        fix: "compare the provider's attribute condition with the claims shown above",
+      };
+    case "bad_answer":
+      return { cause: "STS answered with something that is not a token", fix: "see what it said above" };
+    default:
+      return { cause: "STS rejected the exchange", fix: "see what it said above" };
   }
-  if (/issuer/i.test(m) && !/connecting/i.test(m)) {
-    return {
-      cause: "the provider does not accept the token's issuer",
-      fix: `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
-    };
-  }
-  if (/audience/i.test(m)) {
-    const aud = Array.isArray(claims?.aud) ? (claims!.aud as unknown[]).join(",") : String(claims?.aud);
-    return {
-      cause: "the provider's allowed audiences do not include the token's aud",
-      fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})`,
-    };
-  }
-  if (/signature|connecting to the given credential's issuer|jwk|key/i.test(m)) {
-    return {
-      cause: "the provider cannot verify the token's signature with the keys it has",
-      fix: `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, then ${prov} --jwk-json-path=jwks.json`,
-    };
-  }
-  if (/stale|expired|issued at/i.test(m))
-    return { cause: "STS considers the token expired or issued in the future", fix: "check this machine's clock (NTP)" };
-  if (/attribute condition/i.test(m) || /unauthorized_client/.test(m)) {
-    return {
-      cause: "the provider's attribute condition rejected the token",
-      fix: "compare the provider's attribute condition with the claims shown above",
-    };
-  }
-  return { cause: "STS rejected the exchange", fix: "see what it said above" };
 }
 
 function impersonationDiagnosis(
@@ -166,25 +191,35 @@ function impersonationDiagnosis(
   claims: Record<string, unknown> | undefined,
   e: unknown,
 ): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
   const { number, pool } = poolParts(config.google.audience);
-  if (!(e instanceof HopError) || !e.status)
-    return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
-  if (e.status === 403 || /PERMISSION_DENIED/.test(m)) {
-    const member = `principal://iam.googleapis.com/projects/${number}/locations/global/workloadIdentityPools/${pool}/subject/${String(claims?.sub ?? "SUBJECT")}`;
-    return {
-      cause: `impersonation of ${sa} denied: the pool principal lacks roles/iam.workloadIdentityUser on it (or the account does not exist)`,
-      fix: `gcloud iam service-accounts add-iam-policy-binding ${sa} --role=roles/iam.workloadIdentityUser --member=${member}`,
-    };
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
+    case "permission_denied": {
+      const member =
+        `principal://iam.googleapis.com/projects/${number}/locations/global/workloadIdentityPools/${pool}` +
+        `/subject/${String(claims?.sub ?? "SUBJECT")}`;
+      return {
+        cause: `impersonation of ${sa} denied: the pool principal lacks roles/iam.workloadIdentityUser on it (or the account does not exist)`,
+        fix: `gcloud iam service-accounts add-iam-policy-binding ${sa} --role=roles/iam.workloadIdentityUser --member=${member}`,
+      };
+    }
+    case "not_found":
+      return {
+        cause: `the service account ${sa} does not exist`,
+        fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL",
+      };
+    case "unauthenticated":
+      return {
+        cause: "IAM Credentials did not accept the federated token",
+        fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe",
+      };
+    case "bad_answer":
+      return { cause: "IAM Credentials answered with something that is not a token", fix: "see what it said above" };
+    default:
+      return { cause: "IAM Credentials refused the request", fix: "see what it said above" };
   }
-  if (e.status === 404 || /NOT_FOUND/.test(m))
-    return { cause: `the service account ${sa} does not exist`, fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL" };
-  if (e.status === 401)
-    return {
-      cause: "IAM Credentials did not accept the federated token",
-      fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe",
-    };
-  return { cause: "IAM Credentials refused the request", fix: "see what it said above" };
 }
 
 /**
