@@ -5,6 +5,7 @@ import type { SigningIdentity } from "../oci/principal.js";
 import { CLOUD_PLATFORM } from "../protocol.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError, type HopErrorCode } from "../upstream/hop-error.js";
+import { type Jwks, jwksFrom, jwtParts, type KeyInfo, keyInfo, sameCertificate, verifies } from "./keys.js";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skipped";
 
@@ -134,11 +135,22 @@ function domainDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix
   return { cause: "the identity domain rejected the token exchange", fix: "see what it said above" };
 }
 
-function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
+/** The gcloud command that changes the provider, to which the fixes add a flag. */
+function providerCommand(config: Config, verb: "update-oidc" | "describe"): string {
   const { number, pool, provider } = poolParts(config.google.audience);
-  const prov =
-    `gcloud iam workload-identity-pools providers update-oidc ${provider} ` +
-    `--workload-identity-pool=${pool} --location=global --project=${number}`;
+  return `gcloud iam workload-identity-pools providers ${verb} ${provider} --workload-identity-pool=${pool} --location=global --project=${number}`;
+}
+
+/** How to upload the domain's current keys to the provider. */
+function uploadKeysFix(config: Config): string {
+  return (
+    `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, ` +
+    `then ${providerCommand(config, "update-oidc")} --jwk-json-path=jwks.json`
+  );
+}
+
+function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
+  const prov = providerCommand(config, "update-oidc");
   switch (codeOf(e)) {
     case "unreachable":
     case "timeout":
@@ -165,12 +177,7 @@ function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefine
           `${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
       };
     case "signature_rejected":
-      return {
-        cause: "the provider cannot verify the token's signature with the keys it has",
-        fix:
-          `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, ` +
-          `then ${prov} --jwk-json-path=jwks.json`,
-      };
+      return { cause: "the provider cannot verify the token's signature with the keys it has", fix: uploadKeysFix(config) };
     case "expired":
       return { cause: "STS considers the token expired or issued in the future", fix: CHECK_CLOCK };
     case "condition_rejected":
@@ -228,7 +235,12 @@ function impersonationDiagnosis(
  */
 export async function runDoctor(
   config: Config,
-  o: { principal?: TokenSource<SigningIdentity>; idTokenAudience?: string } = {},
+  o: {
+    principal?: TokenSource<SigningIdentity>;
+    idTokenAudience?: string;
+    /** The keys the Google provider holds (its oidc.jwksJson), when the operator has given them. */
+    providerJwks?: Jwks;
+  } = {},
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
   const hops = new Hops(config, ONE_ATTEMPT);
@@ -277,7 +289,7 @@ export async function runDoctor(
     return { ok: false, checks };
   }
   const claims = domain.claims;
-  checks.push(await jwksCheck(config, domain.value, config.upstream.timeoutMs));
+  checks.push(await keysCheck(config, domain.value, o.providerJwks));
 
   // STS.
   let federated: Token;
@@ -291,7 +303,6 @@ export async function runDoctor(
   }
 
   // Impersonation, each account: an access token and an ID token.
-  let ok = true;
   for (const sa of config.google.serviceAccounts) {
     try {
       const t = await hops.accessToken(fixed(federated), sa, config.google.scopes).token();
@@ -311,7 +322,6 @@ export async function runDoctor(
         });
       }
     } catch (e) {
-      ok = false;
       checks.push({
         name: `impersonation ${sa}`,
         status: "fail",
@@ -323,48 +333,150 @@ export async function runDoctor(
   }
   if (config.google.serviceAccounts.length === 0)
     checks.push({ name: "impersonation", status: "skipped", details: ["no service account configured"] });
-  return { ok, checks, claims };
+  return { ok: !checks.some((c) => c.status === "fail"), checks, claims };
 }
 
-async function jwksCheck(config: Config, jwt: string, timeoutMs: number): Promise<Check> {
-  const url = `${config.identityDomain.url}/admin/v1/SigningCert/jwk`;
-  let kid: unknown;
+const KEYS = "identity domain keys";
+/** A signing certificate this close to its end is worth a warning: the domain will sign with a new key. */
+const EXPIRY_WARNING_DAYS = 30;
+
+/** The domain's published JWKS, or what stood in the way and whether the domain answered at all. */
+async function domainJwks(url: string, timeoutMs: number): Promise<{ jwks: Jwks } | { problem: string; refused: boolean }> {
+  let res: Response;
   try {
-    kid = JSON.parse(Buffer.from(jwt.split(".")[0]!, "base64url").toString("utf8")).kid;
-  } catch {
-    kid = undefined;
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: "application/json" } });
+  } catch (e) {
+    return { problem: `GET ${url} failed: ${(e as Error).message}`, refused: false };
   }
+  const body = (await res.json().catch(() => undefined)) as unknown;
+  if (res.status !== 200) return { problem: `GET ${url}: HTTP ${res.status}`, refused: true };
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: "application/json" } });
-    const body = (await res.json().catch(() => undefined)) as { keys?: { kid?: string }[] } | undefined;
-    if (res.status !== 200 || !Array.isArray(body?.keys)) {
+    return { jwks: jwksFrom(body) };
+  } catch (e) {
+    return { problem: `GET ${url}: ${(e as Error).message}`, refused: false };
+  }
+}
+
+function certLine(who: string, k: KeyInfo): string {
+  const c = k.cert!;
+  const cn =
+    c.subject
+      .split("\n")
+      .filter((l) => l.startsWith("CN="))
+      .pop()
+      ?.slice(3) ?? c.subject.replace(/\n/g, ", ");
+  const days = Math.floor((Date.parse(c.validTo) - Date.now()) / 86_400_000);
+  return `${who} signing certificate ${JSON.stringify(cn)} (x5t ${k.x5t}) valid until ${new Date(c.validTo).toISOString()} (in ${days} days)`;
+}
+
+/**
+ * Whether the Google provider can verify the domain's JWTs. Identity domains
+ * give their one signing key the constant kid "SIGNING_KEY", so comparing kids
+ * proves nothing: the domain JWT's signature is checked against the keys the
+ * provider holds where the operator gave them (--provider-jwks), and where those
+ * hold only thumbprints, the thumbprints of the signing certificate are compared.
+ * The domain's own JWKS says which certificate it signs with and until when.
+ */
+async function keysCheck(config: Config, token: string, provider: Jwks | undefined): Promise<Check> {
+  const url = `${config.identityDomain.url}/admin/v1/SigningCert/jwk`;
+  const jwt = jwtParts(token);
+  if (!jwt) return { name: KEYS, status: "fail", details: ["the domain's token is not a JWT"] };
+  const details: string[] = [];
+  const problems: Pick<Check, "status" | "cause" | "fix">[] = [];
+  // What the token says it was signed with: its header carries the certificate's thumbprints.
+  const signedWith: KeyInfo = {
+    x5t: typeof jwt.header.x5t === "string" ? jwt.header.x5t : undefined,
+    x5tS256: typeof jwt.header["x5t#S256"] === "string" ? jwt.header["x5t#S256"] : undefined,
+  };
+
+  const published = await domainJwks(url, config.upstream.timeoutMs);
+  let signing: KeyInfo | undefined;
+  if ("problem" in published) {
+    details.push(published.problem);
+    if (!provider && !published.refused) return { name: KEYS, status: "warn", details };
+    if (!provider) {
       return {
-        name: "identity domain keys",
+        name: KEYS,
         status: "warn",
-        details: [`GET ${url}: HTTP ${res.status}`],
+        details,
         cause: "the domain's signing keys are not public (the domain requires login for them)",
-        fix: "download them as a domain administrator (or allow public access to the signing certificate in the domain settings) and upload them to the provider with --jwk-json-path",
+        fix:
+          "download them as a domain administrator (or allow public access to the signing certificate in the domain settings) " +
+          "and upload them to the provider with --jwk-json-path",
       };
     }
-    const has = body!.keys!.some((k) => k.kid === kid);
-    return has
-      ? {
-          name: "identity domain keys",
-          status: "ok",
-          details: [
-            `${body!.keys!.length} key(s) published; the token's key ${String(kid)} is among them: upload this JWKS to the provider`,
-          ],
-        }
-      : {
-          name: "identity domain keys",
-          status: "warn",
-          details: [`the token's key ${String(kid)} is not in ${url}`],
-          cause: "the domain's keys changed or the JWKS is stale",
-          fix: "upload the current JWKS to the provider",
-        };
-  } catch (e) {
-    return { name: "identity domain keys", status: "warn", details: [`GET ${url} failed: ${(e as Error).message}`] };
+  } else {
+    const keys = published.jwks.keys.map(keyInfo);
+    signing = keys.find((k) => k.key && verifies(jwt, k.key));
+    if (signing) {
+      details.push(`${keys.length} key(s) published; the token verifies with the domain's key ${JSON.stringify(signing.kid)}`);
+      signedWith.x5t = signing.x5t ?? signedWith.x5t;
+      signedWith.x5tS256 = signing.x5tS256 ?? signedWith.x5tS256;
+    } else {
+      details.push(`${keys.length} key(s) published; none verifies the token`);
+      problems.push({
+        status: "warn",
+        cause: "the domain's published keys do not verify its own token: it may have changed its signing certificate just now",
+        fix: "run doctor again; if this stays, upload the domain's current keys to the provider",
+      });
+    }
   }
+
+  const cert = signing?.cert ? signing : undefined;
+  if (cert) {
+    details.push(certLine("the domain's", cert));
+    const left = Date.parse(cert.cert!.validTo) - Date.now();
+    if (left < EXPIRY_WARNING_DAYS * 86_400_000) {
+      problems.push({
+        status: "warn",
+        cause:
+          left <= 0
+            ? "the domain's signing certificate has expired"
+            : `the domain's signing certificate expires within ${EXPIRY_WARNING_DAYS} days: it will then sign with a new certificate (and key)`,
+        fix: `when it changes, ${uploadKeysFix(config)}`,
+      });
+    }
+  }
+
+  if (!provider) {
+    details.push(
+      "the provider's keys were not read (STS checks them below); to compare them here, save them with " +
+        `${providerCommand(config, "describe")} --format=json > provider.json and run doctor --provider-jwks provider.json`,
+    );
+  } else {
+    const held = provider.keys.map(keyInfo);
+    const usable = held.filter((k) => k.key);
+    const old: Pick<Check, "status" | "cause" | "fix"> = {
+      status: "fail",
+      cause: "the provider holds other keys than the domain signs with (an old JWKS: the domain's key id never changes)",
+      fix: uploadKeysFix(config),
+    };
+    if (usable.length) {
+      const match = usable.find((k) => verifies(jwt, k.key!));
+      if (match) details.push("the provider's keys verify the domain's token");
+      else {
+        details.push(`none of the provider's ${usable.length} key(s) verifies the domain's token`);
+        problems.push(old);
+      }
+      for (const k of usable) {
+        if (k.cert && (!cert || sameCertificate(k, cert) !== true)) details.push(certLine("the provider's", k));
+      }
+    } else {
+      // No key material, only thumbprints: compare the certificates.
+      const same = held.map((k) => sameCertificate(k, signedWith));
+      if (same.includes(true)) details.push("the provider holds the thumbprint of the domain's signing certificate");
+      else if (same.includes(false)) {
+        details.push("the provider's certificate thumbprints are not those of the domain's signing certificate");
+        problems.push(old);
+      } else {
+        details.push("the provider's JWKS has neither keys nor certificate thumbprints to compare");
+        problems.push({ status: "warn", cause: "the provider's keys cannot be compared", fix: "give doctor the provider's oidc.jwksJson" });
+      }
+    }
+  }
+
+  const worst = problems.find((p) => p.status === "fail") ?? problems[0];
+  return { name: KEYS, status: worst?.status ?? "ok", details, cause: worst?.cause, fix: worst?.fix };
 }
 
 /** Attribute-mapping hints from the claims, for the provider configuration. */
