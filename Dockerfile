@@ -48,7 +48,12 @@ COPY --from=build /app/bin ./bin
 USER 1000:1000
 EXPOSE 8181
 # No curl in slim images: node asks /healthz on the configured host and port.
+# The script is one JSON string over several lines: Docker joins continued lines
+# before it reads the JSON, and the indentation it keeps falls between tokens.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-  CMD ["node", "-e", "const e=process.env,h=e.OCI2GCP_HOST||'127.0.0.1',a=h==='0.0.0.0'||h==='::'?'127.0.0.1':h.includes(':')?'['+h+']':h;fetch('http://'+a+':'+(e.OCI2GCP_PORT||8181)+'/healthz',{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const e=process.env,h=e.OCI2GCP_HOST||'127.0.0.1', \
+    a=h==='0.0.0.0'||h==='::'?'127.0.0.1':h.includes(':')?'['+h+']':h; \
+    fetch('http://'+a+':'+(e.OCI2GCP_PORT||8181)+'/healthz',{signal:AbortSignal.timeout(4000)}) \
+    .then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "/app/bin/oci2gcp.js"]
 CMD ["serve"]

@@ -6,6 +6,9 @@
  *   import { OciGoogleCredentials } from "oci2gcp";
  *   const creds = OciGoogleCredentials.fromEnvironment();
  *   const storage = new Storage({ authClient: creds.authClient() });
+ *
+ * Importing it loads the chain only: the daemon (Fastify, prom-client) is in
+ * "oci2gcp/daemon".
  */
 import type { AuthClient } from "google-auth-library";
 import { Chain } from "./chain.js";
@@ -17,7 +20,6 @@ import type { Token } from "./token/token-source.js";
 export { Chain, NoImpersonationError, NoSuchAccountError, normaliseScopes } from "./chain.js";
 export { type Config, ConfigError, loadConfig } from "./config/config.js";
 export { SETTINGS, type Setting } from "./config/settings.js";
-export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.js";
 export { TokenSourceAuthClient } from "./google/auth-client.js";
 export { createLogger } from "./log.js";
 export type { DomainToken } from "./oci/identity-domain.js";

@@ -201,11 +201,11 @@ t.test("daemon logs at trace level: success paths", async (t) => {
   // Tokens the test saw are matched against the logs too (by the helper).
   t.ok(s.secrets.size >= 3, `the test knows ${s.secrets.size} tokens to look for`);
   t.ok(
-    s.logs.some((l) => l.level === 10 || l.level === 20),
+    s.logs().some((l) => l.level === 10 || l.level === 20),
     "trace/debug lines were written",
   );
   t.ok(
-    s.logs.some((l) => l.msg === "token renewed"),
+    s.logs().some((l) => l.msg === "token renewed"),
     "renewals were logged",
   );
   t.same(s.leaks(), [], "no secret in the logs");
@@ -287,7 +287,7 @@ for (const f of FAULTS) {
     t.match(r.text, f.hop, "the answer names the hop");
     t.ok((await calls(s.emu))[f.endpoint]! >= 1, "the fault was hit");
     t.ok(
-      s.logs.some((l) => l.level === 40 && l.msg === "token renewal failed"),
+      s.logs().some((l) => l.level === 40 && l.msg === "token renewal failed"),
       "the failure was logged",
     );
     t.same(s.leaks(), [], "no secret in the logs");

@@ -1,5 +1,5 @@
 import { Impersonated } from "google-auth-library";
-import { decodeJwtClaims } from "../oci/principal.js";
+import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";

@@ -1,7 +1,8 @@
+import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
-import { HopError, isRetryableStatus } from "../upstream/hop-error.js";
+import { HopError, type HopErrorCode, isRetryableStatus } from "../upstream/hop-error.js";
 import { parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
-import { decodeJwtClaims, type SigningIdentity } from "./principal.js";
+import type { SigningIdentity } from "./principal.js";
 import { signRequest } from "./signer.js";
 
 const HOP = "identity domain" as const;
@@ -90,6 +91,19 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
   }
 }
 
+/**
+ * What a refusal means, from the status and what the domain said: identity
+ * domains answer most refusals with 400 or 401 and say which in words. The
+ * order matters: an expired security token is also an invalid_client.
+ */
+function refusalCode(status: number, said: string): HopErrorCode {
+  if (status === 404) return "not_found";
+  if (/expired/i.test(said)) return "expired";
+  if (/signature|digest|invalid_client/i.test(said)) return "signature_rejected";
+  if (/unauthorized_client|invalid_grant|unsupported_grant_type|not authorized|not allowed/i.test(said)) return "grant_not_allowed";
+  return "refused";
+}
+
 export function parseDomainAnswer(status: number, text: string, retryAfter: string | null): DomainToken {
   let body: unknown;
   try {
@@ -104,7 +118,7 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
       typeof obj?.error_description === "string" ? obj.error_description : typeof obj?.message === "string" ? obj.message : undefined;
     const said = error ? `${error}${desc ? `: ${desc}` : ""}` : obj ? snippet(text) : `non-JSON body: ${snippet(text)}`;
     throw new HopError(HOP, `HTTP ${status}: ${said}`, {
-      code: "refused",
+      code: refusalCode(status, said),
       status,
       upstreamError: error,
       retryable: isRetryableStatus(status),
@@ -121,10 +135,11 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
   const exp = claims.exp;
   if (typeof exp !== "number" || !Number.isFinite(exp))
     throw new HopError(HOP, "the domain JWT has no numeric exp claim", { code: "bad_answer", retryable: true });
-  const expiresIn = obj.expires_in;
+  // RFC 6749 makes expires_in a number; some servers send it as a string of digits ("3600").
+  const expiresIn = typeof obj.expires_in === "string" && /^[0-9]+$/.test(obj.expires_in) ? Number(obj.expires_in) : obj.expires_in;
   if (expiresIn !== undefined) {
     if (typeof expiresIn !== "number" || !Number.isFinite(expiresIn) || expiresIn <= 0 || expiresIn > MAX_LIFETIME_S) {
-      throw new HopError(HOP, `expires_in is ${JSON.stringify(expiresIn)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
+      throw new HopError(HOP, `expires_in is ${JSON.stringify(obj.expires_in)}, not a lifetime between 1 s and ${MAX_LIFETIME_S} s`, {
         code: "bad_answer",
         retryable: true,
       });

@@ -75,7 +75,8 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
     if (exitedEarly) return "";
     try {
       const s = fs.readFileSync(envFile, "utf8");
-      return s.endsWith("\n") && s.includes("OCI2GCP_CONFIG") ? s : undefined;
+      // The banner goes to stderr after the env file is written: wait for both.
+      return s.endsWith("\n") && s.includes("OCI2GCP_CONFIG") && /gcloud auth print-access-token/.test(stderr) ? s : undefined;
     } catch {
       return undefined;
     }

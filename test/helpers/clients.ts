@@ -62,8 +62,10 @@ export function findGcloud(): string | undefined {
 }
 
 /** Variables that would point a Google client somewhere else than the daemon under test. */
-const FOREIGN_ENV =
-  /^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER_DETECTION$|GCP_|OCI2GCP_|https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|no_proxy$|NO_PROXY$|PYTHONPATH$|PYTHONHOME$|BOTO_)/;
+const FOREIGN_ENV = new RegExp(
+  "^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER_DETECTION$|GCP_|OCI2GCP_|" +
+    "https?_proxy$|HTTPS?_PROXY$|all_proxy$|ALL_PROXY$|no_proxy$|NO_PROXY$|PYTHONPATH$|PYTHONHOME$|BOTO_)",
+);
 
 /** A clean environment for a Google client that can only find the daemon at hostPort, with its own gcloud config dir. */
 export function clientEnv(hostPort: string, configDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {

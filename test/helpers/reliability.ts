@@ -1,23 +1,17 @@
 /**
  * Helpers of the reliability and security tests: steering the emulators over
- * their HTTP control surface, timestamps of upstream calls, daemons started
- * against an emulator that is already running (several daemons can share one,
- * which saves the emulator's key generation per case), polling, and a seeded PRNG.
+ * their HTTP control surface, timestamps of upstream calls, `oci2gcp` in a child
+ * process, polling, and a seeded PRNG. Daemons in this process come from
+ * startStack (stack.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { Test } from "tap";
-import { type Config, loadConfig } from "../../src/config/config.js";
-import { type Daemon, startDaemon } from "../../src/daemon.js";
 import type { Fault } from "../../src/emulator/core.js";
-import { DEMO_SERVICE_ACCOUNT, daemonSettingsFor, type Emulators } from "../../src/emulator/index.js";
-import { createLogger } from "../../src/log.js";
-import type { SigningIdentity } from "../../src/oci/principal.js";
-import type { TokenSource } from "../../src/token/token-source.js";
-import { recordSecrets, SECRET_PATTERNS } from "./stack.js";
+import type { Emulators } from "../../src/emulator/index.js";
+import type { Stack } from "./stack.js";
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -108,80 +102,6 @@ export function prng(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export interface TestDaemon {
-  emu: Emulators;
-  daemon: Daemon;
-  config: Config;
-  url: string;
-  logText(): string;
-  logs(): Record<string, unknown>[];
-  secrets: Set<string>;
-  get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; text: string; ms: number }>;
-  leaks(): string[];
-  /** Closes the daemon only; the emulator belongs to the caller. */
-  close(): Promise<void>;
-}
-
-/** The settings that point a daemon at the emulators (as test/helpers/stack.ts does). */
-export function emulatorOverrides(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, unknown> {
-  return { ...daemonSettingsFor(emu, serviceAccounts), "server.port": 0 };
-}
-
-/** Lines of `text` that hold a secret: token-shaped text, or (a prefix of) a token the test received. */
-export function leakedLines(text: string, secrets: Iterable<string>): string[] {
-  const known = [...secrets].filter((s) => s.length >= 16).map((s) => s.slice(0, 40));
-  return text.split("\n").filter((l) => SECRET_PATTERNS.some((p) => p.test(l)) || known.some((s) => l.includes(s)));
-}
-
-/** A daemon (logging at trace into memory) against running emulators. */
-export async function startDaemonOn(
-  emu: Emulators,
-  o: {
-    overrides?: Record<string, unknown>;
-    serviceAccounts?: string[];
-    logLevel?: string;
-    warm?: boolean;
-    principal?: TokenSource<SigningIdentity>;
-  } = {},
-): Promise<TestDaemon> {
-  const config = loadConfig({
-    env: {},
-    overrides: { ...emulatorOverrides(emu, o.serviceAccounts), "log.level": o.logLevel ?? "trace", ...o.overrides },
-  });
-  const chunks: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      chunks.push(String(chunk));
-      cb();
-    },
-  });
-  const daemon = await startDaemon(config, { logger: createLogger(config.log.level, sink), warm: o.warm ?? false, principal: o.principal });
-  const secrets = new Set<string>();
-  const logText = () => chunks.join("");
-  return {
-    emu,
-    daemon,
-    config,
-    url: daemon.url,
-    logText,
-    logs: () =>
-      logText()
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-    secrets,
-    async get(path, headers = {}) {
-      const t0 = Date.now();
-      const res = await fetch(`${daemon.url}${path}`, { headers: { "metadata-flavor": "Google", ...headers } });
-      const text = await res.text();
-      if (res.status === 200) recordSecrets(text, secrets);
-      return { status: res.status, headers: res.headers, text, ms: Date.now() - t0 };
-    },
-    leaks: () => leakedLines(logText(), secrets),
-    close: () => daemon.close(),
   };
 }
 
@@ -292,7 +212,7 @@ function saidBySubjectEndpoint(r: { text: string }): string {
  */
 export async function checkGarbageAnswer(
   t: Test,
-  d: TestDaemon,
+  d: Stack,
   o: { endpoint: Endpoint; body: string; hop: RegExp; hopField: RegExp; says: RegExp; recoverMs: number; everyMs: number },
 ): Promise<void> {
   const subject = "/oci2gcp/v1/subject-token";

@@ -36,15 +36,16 @@ export interface Stack {
   /** http://127.0.0.1:PORT of the daemon. */
   url: string;
   /** Every log line the daemon wrote, parsed. */
-  logs: Record<string, unknown>[];
+  logs(): Record<string, unknown>[];
   /** Raw log text. */
   logText(): string;
   /** Secrets seen by the test (tokens it received); checked against the logs on close. */
   secrets: Set<string>;
-  /** GET on the daemon with Metadata-Flavor: Google. */
-  get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; text: string }>;
+  /** GET on the daemon with Metadata-Flavor: Google; `ms` is the time until the whole answer was read. */
+  get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: Headers; text: string; ms: number }>;
   /** Log lines that contain a secret (known tokens, or token-shaped text). */
   leaks(): string[];
+  /** Closes the daemon, and the emulators when it started them (not those given as `emu`). */
   close(): Promise<void>;
 }
 
@@ -87,9 +88,23 @@ export function resetEmulators(emu: Emulators): void {
   emu.server.resetCalls();
 }
 
-/** Emulated clouds and a daemon wired to them, in this process, on loopback. */
+/** The settings that point a daemon at the emulators, on a free port. */
+export function emulatorOverrides(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, unknown> {
+  return { ...daemonSettingsFor(emu, serviceAccounts), "server.port": 0 };
+}
+
+/** Lines of `text` that hold a secret: token-shaped text, or (a prefix of) a token the test received. */
+export function leakedLines(text: string, secrets: Iterable<string>): string[] {
+  const known = [...secrets].filter((s) => s.length >= 16).map((s) => s.slice(0, 40));
+  return text.split("\n").filter((l) => SECRET_PATTERNS.some((p) => p.test(l)) || known.some((s) => l.includes(s)));
+}
+
+/**
+ * A daemon in this process, on loopback, logging into memory (at trace unless
+ * told otherwise), wired to emulated clouds: its own, or running ones given as
+ * `emu` (several daemons can share them, which saves their key generation).
+ */
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
-  const serviceAccounts = o.serviceAccounts ?? [DEMO_SERVICE_ACCOUNT];
   const ownEmu = !o.emu;
   const emu = o.emu ?? (await startTestEmulators(o.emulators));
   const closeEmu = async () => {
@@ -103,8 +118,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     config = loadConfig({
       env: {},
       overrides: {
-        ...daemonSettingsFor(emu, serviceAccounts),
-        "server.port": 0,
+        ...emulatorOverrides(emu, o.serviceAccounts),
         "log.level": o.logLevel ?? "trace",
         ...o.overrides,
         ...late,
@@ -142,25 +156,21 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     daemon,
     config,
     url: daemon.url,
-    get logs() {
-      return logText()
+    logs: () =>
+      logText()
         .split("\n")
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-    },
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
     logText,
     secrets,
     async get(path, headers = {}) {
+      const t0 = Date.now();
       const res = await fetch(`${daemon.url}${path}`, { headers: { "metadata-flavor": "Google", ...headers } });
       const text = await res.text();
       if (res.status === 200) recordSecrets(text, secrets);
-      return { status: res.status, headers: res.headers, text };
+      return { status: res.status, headers: res.headers, text, ms: Date.now() - t0 };
     },
-    leaks() {
-      return logText()
-        .split("\n")
-        .filter((l) => SECRET_PATTERNS.some((p) => p.test(l)) || [...secrets].some((s) => s.length >= 16 && l.includes(s.slice(0, 40))));
-    },
+    leaks: () => leakedLines(logText(), secrets),
     async close() {
       await daemon.close();
       await closeEmu();

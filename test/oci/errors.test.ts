@@ -106,6 +106,7 @@ t.test("wrong signature: a valid session token with another private key", async 
   t.equal(e.hop, "identity domain");
   t.equal(e.status, 401);
   t.equal(e.upstreamError, "invalid_client");
+  t.equal(e.code, "signature_rejected");
   t.equal(e.retryable, false, "a refused signature is not retried");
   t.match(e.message, /^identity domain: HTTP 401: invalid_client: signature does not verify/);
   t.equal((await calls(s.emu))[TOKEN_ENDPOINT], 1, "one call: 401 is not retried");
@@ -174,6 +175,7 @@ t.test("tampered body: a proxy alters one byte in flight", async (t) => {
   const e = hopError(t, s);
   t.equal(e.status, 401);
   t.equal(e.upstreamError, "invalid_client");
+  t.equal(e.code, "signature_rejected", "a body digest mismatch is a refused signature");
   t.equal((await calls(s.emu))[TOKEN_ENDPOINT], 1);
 });
 
@@ -194,6 +196,7 @@ t.test("expired security token that the principal still believes valid", async (
   const e = hopError(t, s);
   t.equal(e.status, 401);
   t.equal(e.upstreamError, "invalid_client");
+  t.equal(e.code, "expired", "expired, though the domain calls it invalid_client");
 });
 
 t.test("wrong grant type (IdentityDomainTokenSource built directly)", async (t) => {
@@ -224,6 +227,7 @@ t.test("wrong grant type (IdentityDomainTokenSource built directly)", async (t) 
   t.equal(e.hop, "identity domain");
   t.equal(e.status, 400);
   t.equal(e.upstreamError, "unsupported_grant_type");
+  t.equal(e.code, "grant_not_allowed");
   t.equal(e.retryable, false);
   t.match(
     e.message,
@@ -250,6 +254,7 @@ t.test("non-JSON error answer (HTML from a gateway), retried, then reported with
   const e = hopError(t, s);
   t.equal(e.status, 502);
   t.equal(e.upstreamError, undefined);
+  t.equal(e.code, "refused");
   t.equal(e.retryable, true);
   t.equal((await calls(s.emu))[TOKEN_ENDPOINT], 3, "three attempts (upstream.attempts) for a 5xx");
 });
@@ -287,6 +292,7 @@ t.test("OAuth error injected with a fault: status, error and description", async
   const e = hopError(t, s);
   t.equal(e.status, 400);
   t.equal(e.upstreamError, "invalid_grant");
+  t.equal(e.code, "grant_not_allowed");
   t.equal((await calls(s.emu))[TOKEN_ENDPOINT], 1);
 
   // Cleared: after the backoff the daemon recovers by itself.
@@ -299,6 +305,96 @@ t.test("OAuth error injected with a fault: status, error and description", async
   }
   t.equal(r.status, 200, "recovers once the backoff has passed");
   t.equal(s.daemon.chain.subject.failure, undefined, "the error is cleared by the success");
+});
+
+t.test("each refusal of the identity domain gets its code", async (t) => {
+  shared ??= await startTestEmulators();
+  resetEmulators(shared);
+  const emu = shared;
+  const src = new IdentityDomainTokenSource(apiKeyPrincipal(emu), {
+    domainUrl: emu.oci.domainUrl,
+    scope: "urn:opc:idm:__myscopes__",
+    timeoutMs: 5000,
+    retry: { ...DEFAULT_RETRY, attempts: 1 },
+  });
+  const oauth = (error: string, error_description: string) => JSON.stringify({ error, error_description });
+  const cases: [string, number, string, HopError["code"]][] = [
+    ["no token endpoint at this URL", 404, "<html>Not Found</html>", "not_found"],
+    ["a 404 in OAuth words", 404, oauth("invalid_request", "signature"), "not_found"],
+    ["expired security token", 401, oauth("invalid_client", "security token expired at 2024-01-01T00:00:00.000Z"), "expired"],
+    ["Expired, capitalised", 400, oauth("invalid_request", "Session Expired"), "expired"],
+    [
+      "signature does not verify",
+      401,
+      oauth("invalid_client", "signature does not verify with the key named by keyId"),
+      "signature_rejected",
+    ],
+    ["body digest mismatch", 401, oauth("invalid_request", "body digest mismatch"), "signature_rejected"],
+    ["client authentication failed", 401, oauth("invalid_client", "Client authentication failed."), "signature_rejected"],
+    ["OCI-style signature error", 401, JSON.stringify({ code: "NotAuthenticated", message: "Invalid Signature" }), "signature_rejected"],
+    ["unauthorized_client", 400, oauth("unauthorized_client", "The client is not authorized for this grant."), "grant_not_allowed"],
+    ["invalid_grant", 400, oauth("invalid_grant", "The principal is not allowed to use this domain."), "grant_not_allowed"],
+    ["unsupported_grant_type", 400, oauth("unsupported_grant_type", "grant_type is not supported"), "grant_not_allowed"],
+    ["not authorized, in words", 403, oauth("access_denied", "Principal is not authorized to exchange tokens"), "grant_not_allowed"],
+    ["not allowed, in words", 403, oauth("access_denied", "Token exchange is not allowed for this app"), "grant_not_allowed"],
+    ["any other refusal", 400, oauth("invalid_request", "scope is required"), "refused"],
+    ["server error", 500, oauth("server_error", "try later"), "refused"],
+    ["throttled", 429, oauth("slow_down", "too many requests"), "refused"],
+  ];
+  for (const [what, status, body, code] of cases) {
+    emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status, body, count: 1 });
+    const e = await src.token().then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    t.type(e, HopError, what);
+    t.equal((e as HopError).code, code, `${what} (HTTP ${status}): ${code}`);
+    t.equal((e as HopError).status, status, `${what}: the status is kept`);
+  }
+  emu.server.clearFaults();
+});
+
+t.test("expires_in as a string of digits is taken as the number; any other string is a bad answer", async (t) => {
+  shared ??= await startTestEmulators();
+  resetEmulators(shared);
+  const emu = shared;
+  const src = new IdentityDomainTokenSource(apiKeyPrincipal(emu), {
+    domainUrl: emu.oci.domainUrl,
+    scope: "urn:opc:idm:__myscopes__",
+    timeoutMs: 5000,
+    retry: { ...DEFAULT_RETRY, attempts: 1 },
+  });
+  // A real domain JWT (exp an hour away), answered again with expires_in as a string.
+  const real = await src.token();
+  const answer = (expiresIn: string) => JSON.stringify({ access_token: real.value, token_type: "Bearer", expires_in: expiresIn });
+
+  // 100 s short of exp: within the tolerated skew, and visibly what sets the expiry.
+  emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 200, body: answer("3500"), count: 1 });
+  const before = Date.now();
+  const tok = await src.token();
+  const after = Date.now();
+  t.equal(tok.value, real.value, "accepted");
+  t.ok(
+    tok.expiresAt >= before + 3_500_000 && tok.expiresAt <= after + 3_500_000,
+    `expires ${tok.expiresAt - before} ms after the request: expires_in "3500" read as 3500 s`,
+  );
+
+  for (const v of ["3600s", "an hour", "", "0", "-5", " 3600", "90000"]) {
+    emu.server.addFault({ endpoint: TOKEN_ENDPOINT, status: 200, body: answer(v), count: 1 });
+    const e = await src.token().then(
+      () => undefined,
+      (x: unknown) => x as HopError,
+    );
+    t.type(e, HopError, `expires_in ${JSON.stringify(v)} is refused`);
+    t.equal(e?.code, "bad_answer");
+    t.equal(e?.hop, "identity domain");
+    t.match(
+      e?.message,
+      `identity domain: expires_in is ${JSON.stringify(v)}, not a lifetime between 1 s and 86400 s`,
+      "names the hop and the value",
+    );
+  }
+  emu.server.clearFaults();
 });
 
 t.test("429 with Retry-After: the daemon's Retry-After is at least what the domain asked", async (t) => {

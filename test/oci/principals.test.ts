@@ -4,6 +4,8 @@ import path from "node:path";
 import t, { type Test } from "tap";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 import type { Emulators } from "../../src/emulator/index.js";
+import { configFilePrincipal } from "../../src/oci/principals/config-file.js";
+import type { HopError } from "../../src/upstream/hop-error.js";
 import {
   calls,
   claimsOf,
@@ -314,6 +316,57 @@ for (const flaw of ["no security_token_file", "security_token_file missing"] as 
     },
   );
 }
+
+t.test(
+  "session profile checked with oci2gcp's own config parser: ~ expanded, DEFAULT inherited, oci-common's words otherwise",
+  async (t) => {
+    shared ??= await startTestEmulators();
+    const d = dir(t);
+    const st = shared.oci.mintSessionToken();
+    const key = write(path.join(d, "key.pem"), st.privateKeyPem);
+    const tok = write(path.join(d, "token"), st.token);
+    const cfg = write(
+      path.join(d, "config"),
+      `[DEFAULT]\nfingerprint=00:11\ntenancy=${shared.oci.tenancy}\nregion=us-ashburn-1\nkey_file=${key}\n` +
+        "# the token file, relative to the home directory\n[work]\nsecurity_token_file = ~/token\n",
+    );
+    // Both oci2gcp's parser and oci-common's expand ~ from $HOME.
+    const home = process.env.HOME;
+    process.env.HOME = d;
+    t.teardown(() => {
+      process.env.HOME = home;
+    });
+    const failure = (file: string, profile: string) =>
+      configFilePrincipal("session", file, profile, 5000)
+        .token()
+        .then(
+          () => undefined,
+          (e: unknown) => e as HopError,
+        );
+
+    const id = await configFilePrincipal("session", cfg, "work", 5000).token();
+    t.equal(id.keyId, `ST$${st.token}`, "the token file named with ~ in a profile that inherits its key from DEFAULT");
+
+    const noProfile = await failure(cfg, "nope");
+    t.equal(noProfile?.code, "failed");
+    t.match(
+      noProfile?.message,
+      /^OCI principal: session token profile nope in .*: No profile named nope exists/,
+      "a missing profile: oci-common's words",
+    );
+    const noFile = await failure(path.join(d, "absent"), "work");
+    t.match(
+      noFile?.message,
+      /^OCI principal: session token profile work in .*absent: File does not exists at .*absent/,
+      "a missing file: likewise",
+    );
+
+    fs.rmSync(tok);
+    const gone = await failure(cfg, "work");
+    t.equal(gone?.code, "credential_unusable");
+    t.match(gone?.message, `the security_token_file ${tok} of profile work in ${cfg} cannot be read (ENOENT)`, "names the expanded path");
+  },
+);
 
 t.test("config errors name the setting when material is missing", async (t) => {
   const d = dir(t);

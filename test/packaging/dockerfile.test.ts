@@ -158,4 +158,6 @@ t.test(".dockerignore lets in exactly what the Dockerfile copies from the contex
   }
   for (const secretish of [".git", "node_modules", "dist", ".tap", "config", "test"])
     t.notOk(allowed.has(secretish), `${secretish} stays out of the context`);
+  t.notOk(allowed.has("bench"), "the benchmark stays out of the context, so out of the image");
+  t.notOk(fs.existsSync(path.join(root, "src/bench")), "and out of src/, which the image builds");
 });

@@ -5,19 +5,19 @@
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { clearFaults, fault, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { clearFaults, fault } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://herd.example.com";
 const CLIENTS = 200;
 
 let emu: Emulators;
-let d: TestDaemon;
+let d: Stack;
 
 t.before(async () => {
   emu = await startEmulators();
-  d = await startDaemonOn(emu, { overrides: { "upstream.timeoutMs": 10_000 } });
+  d = await startStack({ emu, overrides: { "upstream.timeoutMs": 10_000 } });
 });
 t.teardown(async () => {
   await d?.close();

@@ -9,18 +9,8 @@
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import {
-  checkGarbageAnswer,
-  clearFaults,
-  type Endpoint,
-  fakeJwt,
-  fault,
-  recordCallTimes,
-  startDaemonOn,
-  type TestDaemon,
-  waitFor,
-} from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { checkGarbageAnswer, clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, waitFor } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TIMEOUT_MS = 2000;
 const ATTEMPTS = 3;
@@ -29,7 +19,7 @@ const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEM
 
 let emu: Emulators;
 let times: Record<string, number[]>;
-const daemons: TestDaemon[] = [];
+const daemons: Stack[] = [];
 
 t.before(async () => {
   emu = await startEmulators();
@@ -41,8 +31,8 @@ t.teardown(async () => {
 });
 
 /** A fresh daemon, with its own OCI principal (and oci-common provider). */
-async function daemon(extra: Record<string, unknown> = {}): Promise<TestDaemon> {
-  const d = await startDaemonOn(emu, { overrides: { ...overrides, ...extra } });
+async function daemon(extra: Record<string, unknown> = {}): Promise<Stack> {
+  const d = await startStack({ emu, overrides: { ...overrides, ...extra } });
   daemons.push(d);
   return d;
 }

@@ -7,17 +7,8 @@
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import {
-  clearFaults,
-  type Endpoint,
-  fakeJwt,
-  fault,
-  recordCallTimes,
-  startDaemonOn,
-  type TestDaemon,
-  waitFor,
-} from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, waitFor } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TIMEOUT_MS = 800;
 const ATTEMPTS = 3;
@@ -27,12 +18,12 @@ const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity
 let emu: Emulators;
 let times: Record<string, number[]>;
 /** Impersonates the demo service account: access tokens come from generateAccessToken. */
-let imp: TestDaemon;
+let imp: Stack;
 /** No service account: the federated STS token is what clients get. */
-let fed: TestDaemon;
+let fed: Stack;
 let n = 0;
 /** Obtains the OCI session with the default timeouts, for both test daemons. */
-let ociSide: TestDaemon;
+let ociSide: Stack;
 
 t.before(async () => {
   emu = await startEmulators();
@@ -40,11 +31,11 @@ t.before(async () => {
   // The OCI side is not under test here: one daemon with the default (generous)
   // timeouts holds the OCI session the test daemons sign with, so that their short
   // timeouts cannot fail a cold start on a loaded machine.
-  ociSide = await startDaemonOn(emu);
+  ociSide = await startStack({ emu });
   const principal = { token: () => ociSide.daemon.chain.principal.token() };
   const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEMPTS };
-  imp = await startDaemonOn(emu, { overrides, principal });
-  fed = await startDaemonOn(emu, { overrides, serviceAccounts: [], principal });
+  imp = await startStack({ emu, overrides, principal });
+  fed = await startStack({ emu, overrides, serviceAccounts: [], principal });
   // Warm both chains: the lower hops are cached from here on.
   for (const d of [ociSide, imp, fed]) {
     let last = { status: 0, text: "" };

@@ -11,18 +11,8 @@ import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
-import {
-  checkGarbageAnswer,
-  clearFaults,
-  type Endpoint,
-  fakeJwt,
-  fault,
-  recordCallTimes,
-  startDaemonOn,
-  type TestDaemon,
-  waitFor,
-} from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { checkGarbageAnswer, clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, waitFor } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TIMEOUT_MS = 800;
 const ATTEMPTS = 3;
@@ -32,8 +22,8 @@ const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEM
 
 let emu: Emulators;
 let times: Record<string, number[]>;
-let base: TestDaemon;
-const daemons: TestDaemon[] = [];
+let base: Stack;
+const daemons: Stack[] = [];
 
 t.before(async () => {
   emu = await startEmulators();
@@ -41,7 +31,7 @@ t.before(async () => {
   // The OCI session every case signs with, obtained with the default (generous)
   // timeouts: the OCI side is not under test here, and a cold start on a loaded
   // machine must not fail the short timeouts of the test daemons.
-  base = await startDaemonOn(emu);
+  base = await startStack({ emu });
   daemons.push(base);
   let last = { status: 0, text: "" };
   if (!(await waitFor(async () => (last = await base.get(SUBJECT)).status === 200, 30_000, 500)))
@@ -53,11 +43,11 @@ t.teardown(async () => {
 });
 
 /** A fresh daemon; `sharedPrincipal` makes it use the base daemon's (cached) OCI principal. */
-async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<TestDaemon> {
+async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<Stack> {
   const principal: TokenSource<SigningIdentity> | undefined = sharedPrincipal
     ? { token: () => base.daemon.chain.principal.token() }
     : undefined;
-  const d = await startDaemonOn(emu, { overrides: { ...overrides, ...extra }, principal });
+  const d = await startStack({ emu, overrides: { ...overrides, ...extra }, principal });
   daemons.push(d);
   return d;
 }
@@ -155,8 +145,8 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
     ],
     [
       "expires_in not a number",
-      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "3600" }),
-      /expires_in is "3600", not a lifetime/,
+      () => JSON.stringify({ access_token: jwt({ exp: now() + 3600 }), expires_in: "an hour" }),
+      /expires_in is "an hour", not a lifetime/,
     ],
     [
       "an expired JWT",

@@ -9,8 +9,8 @@ import path from "node:path";
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh } from "../helpers/clients.js";
-import { type Child, cleanEnv, emulatorOverrides, leakedLines, sleep, spawnCli, writeConfigFile } from "../helpers/reliability.js";
-import { tempDir } from "../helpers/stack.js";
+import { type Child, cleanEnv, sleep, spawnCli, writeConfigFile } from "../helpers/reliability.js";
+import { emulatorOverrides, leakedLines, tempDir } from "../helpers/stack.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 let emu: Emulators;

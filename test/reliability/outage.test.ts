@@ -7,16 +7,8 @@
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import {
-  clearFaults,
-  emuSettings,
-  fault,
-  recordCallTimes,
-  sleep,
-  startDaemonOn,
-  type TestDaemon,
-  waitFor,
-} from "../helpers/reliability.js";
+import { clearFaults, emuSettings, fault, recordCallTimes, sleep, waitFor } from "../helpers/reliability.js";
+import { type Stack, startStack } from "../helpers/stack.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const LIFETIME_S = 6;
@@ -25,7 +17,7 @@ const FLOOR_MS = (LIFETIME_S * 1000) / 4;
 
 let emu: Emulators;
 let times: Record<string, number[]>;
-const daemons: TestDaemon[] = [];
+const daemons: Stack[] = [];
 
 t.before(async () => {
   emu = await startEmulators();
@@ -50,7 +42,7 @@ interface Seen {
 }
 
 /** One request; for a 200, checks the token against the emulator's own records at receipt. */
-async function ask(t: Asserts, d: TestDaemon, path = TOKEN): Promise<Seen> {
+async function ask(t: Asserts, d: Stack, path = TOKEN): Promise<Seen> {
   const r = await d.get(path);
   const at = Date.now();
   const seen: Seen = { at, status: r.status, text: r.text };
@@ -78,7 +70,7 @@ type Asserts = Pick<typeof t, "ok" | "fail" | "equal" | "comment">;
 t.test("STS down longer than the token lives: served to the floor, then 503 naming the hop, then recovery", async (t) => {
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
   // No service account: clients get the federated STS token itself.
-  const d = await startDaemonOn(emu, { serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
+  const d = await startStack({ emu, serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
   daemons.push(d);
 
   const first = await ask(t, d);
@@ -146,7 +138,7 @@ t.test("STS down longer than the token lives: served to the floor, then 503 nami
 
 t.test("STS answering garbage during renewal: the good token is served until its floor, the garbage never", async (t) => {
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
-  const d = await startDaemonOn(emu, { serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
+  const d = await startStack({ emu, serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
   daemons.push(d);
   const first = await ask(t, d);
   t.equal(first.status, 200);
@@ -184,7 +176,7 @@ t.test("STS answering garbage during renewal: the good token is served until its
 
 t.test("STS down under impersonation: cached access tokens outlive it; new variants get a clean 503 naming STS", async (t) => {
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
-  const d = await startDaemonOn(emu, { overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
+  const d = await startStack({ emu, overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
   daemons.push(d);
   const first = await ask(t, d);
   t.equal(first.status, 200);

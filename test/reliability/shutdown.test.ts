@@ -11,19 +11,8 @@ import path from "node:path";
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh } from "../helpers/clients.js";
-import {
-  type Child,
-  cleanEnv,
-  clearFaults,
-  emulatorOverrides,
-  fault,
-  leakedLines,
-  sleep,
-  spawnCli,
-  waitFor,
-  writeConfigFile,
-} from "../helpers/reliability.js";
-import { calls, tempDir } from "../helpers/stack.js";
+import { type Child, cleanEnv, clearFaults, fault, sleep, spawnCli, waitFor, writeConfigFile } from "../helpers/reliability.js";
+import { calls, emulatorOverrides, leakedLines, tempDir } from "../helpers/stack.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
 let emu: Emulators;

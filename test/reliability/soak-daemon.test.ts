@@ -14,15 +14,15 @@
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { emuSettings, jwtClaims, sleep, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { emuSettings, jwtClaims, sleep } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const DURATION_MS = 30_000;
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
 
 let emu: Emulators;
-let imp: TestDaemon;
-let fed: TestDaemon;
+let imp: Stack;
+let fed: Stack;
 
 t.before(async () => {
   emu = await startEmulators();
@@ -37,7 +37,7 @@ t.test("a federated token gets its full lifetime even when the domain JWT is due
   // STS caps a federated token at what its subject token has left. Domain JWTs of 8 s
   // (renewal due 4 s before expiry), federated tokens of up to 20 s.
   await emuSettings(emu, { oci: { domainTokenSeconds: 8 }, google: { federatedTokenSeconds: 20 } });
-  const d = await startDaemonOn(emu, { serviceAccounts: [] });
+  const d = await startStack({ emu, serviceAccounts: [] });
   t.teardown(() => d.close());
   // A client of the subject-token endpoint fetches the domain JWT once, and nothing
   // uses it again until it is due for renewal (so no background renewal is made).
@@ -66,8 +66,8 @@ t.test(`${DURATION_MS / 1000} s of constant load on a chain whose tokens live 4-
     oci: { federationTokenSeconds: 5, domainTokenSeconds: 8 },
     google: { federatedTokenSeconds: 4, idTokenSeconds: 4 },
   });
-  imp = await startDaemonOn(emu, { logLevel: "debug" });
-  fed = await startDaemonOn(emu, { serviceAccounts: [], logLevel: "debug" });
+  imp = await startStack({ emu, logLevel: "debug" });
+  fed = await startStack({ emu, serviceAccounts: [], logLevel: "debug" });
   const before = await calls(emu);
   const problems: Problem[] = [];
   let answered = 0;
@@ -95,7 +95,7 @@ t.test(`${DURATION_MS / 1000} s of constant load on a chain whose tokens live 4-
       if (exp * 1000 <= at) return `expired ${at - exp * 1000} ms ago`;
       return undefined;
     };
-  const clients: [string, TestDaemon, string, Check][] = [
+  const clients: [string, Stack, string, Check][] = [
     ["impersonated access token", imp, `${SA}/token`, googleToken],
     ["ID token", imp, `${SA}/identity?audience=https://soak.example.com`, jwt()],
     ["ID token, full format", imp, `${SA}/identity?audience=https://soak.example.com&format=full`, jwt()],

@@ -15,8 +15,8 @@ import t from "tap";
 import { ConfigError, loadConfig } from "../../src/config/config.js";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { distIsFresh, ROOT, run } from "../helpers/clients.js";
-import { cleanEnv, startDaemonOn } from "../helpers/reliability.js";
-import { tempDir } from "../helpers/stack.js";
+import { cleanEnv } from "../helpers/reliability.js";
+import { startStack, tempDir } from "../helpers/stack.js";
 
 const AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/oci-provider";
 const DOMAIN = "https://idcs-0123456789abcdef.identity.oraclecloud.com";
@@ -58,7 +58,7 @@ t.test("a non-loopback listen address: refused unless confirmed, then warned abo
   }
 
   emu = await startEmulators();
-  const d = await startDaemonOn(emu, { overrides: { "server.host": host, "server.allowNonLoopback": true } });
+  const d = await startStack({ emu, overrides: { "server.host": host, "server.allowNonLoopback": true } });
   t.teardown(() => d.close());
   const warn = d.logs().find((l) => l.level === 40 && /listening on a non-loopback address/.test(String(l.msg)));
   t.ok(warn, "a warning line");
@@ -123,7 +123,7 @@ t.test("a private key file others can read is warned about, naming the file and 
     `[DEFAULT]\nuser=ocid1.user.oc1..u\nfingerprint=aa:bb\ntenancy=ocid1.tenancy.oc1..t\nregion=us-ashburn-1\nkey_file=${keyFile}\n`,
   );
   emu ??= await startEmulators();
-  const daemonWith = (overrides: Record<string, unknown>) => startDaemonOn(emu!, { overrides, warm: false });
+  const daemonWith = (overrides: Record<string, unknown>) => startStack({ emu: emu!, overrides, warm: false });
   const keyWarnings = (d: Awaited<ReturnType<typeof daemonWith>>) =>
     d.logs().filter((l) => l.level === 40 && /private key file/.test(String(l.msg)));
 

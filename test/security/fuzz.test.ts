@@ -13,20 +13,20 @@
 import net from "node:net";
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { jwtClaims, prng, startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { calls } from "../helpers/stack.js";
+import { jwtClaims, prng } from "../helpers/reliability.js";
+import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x0c12c9);
 const REQUESTS = 3000;
 const CONCURRENCY = 16;
 
 let emu: Emulators;
-let d: TestDaemon;
+let d: Stack;
 let port: number;
 
 t.before(async () => {
   emu = await startEmulators();
-  d = await startDaemonOn(emu, { overrides: { "server.maxCachedVariants": 64 } });
+  d = await startStack({ emu, overrides: { "server.maxCachedVariants": 64 } });
   port = Number(new URL(d.url).port);
   const r = await d.get("/computeMetadata/v1/instance/service-accounts/default/token");
   if (r.status !== 200) throw new Error(`warm-up: ${r.status}`);

@@ -10,8 +10,7 @@ import http from "node:http";
 import path from "node:path";
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { calls, tempDir } from "../helpers/stack.js";
+import { calls, type Stack, startStack, tempDir } from "../helpers/stack.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts/default";
 const TOKEN = `${SA}/token`;
@@ -53,7 +52,7 @@ function raw(
 }
 
 let emu: Emulators;
-let d: TestDaemon;
+let d: Stack;
 let port: number;
 let socketPath: string;
 const dir = tempDir("oci2gcp-guards-");
@@ -61,7 +60,8 @@ const dir = tempDir("oci2gcp-guards-");
 t.before(async () => {
   emu = await startEmulators();
   socketPath = path.join(dir, "oci2gcp.sock");
-  d = await startDaemonOn(emu, {
+  d = await startStack({
+    emu,
     overrides: {
       "server.socketPath": socketPath,
       "server.socketMode": "0600",
@@ -223,7 +223,7 @@ t.test("bounds on what a request may ask for", async (t) => {
 
 t.test("the flood guard (@fastify/rate-limit): beyond server.maxRequestsPerMinute, 429", async (t) => {
   const sock = path.join(dir, "flood.sock");
-  const f = await startDaemonOn(emu, { overrides: { "server.maxRequestsPerMinute": 5, "server.socketPath": sock } });
+  const f = await startStack({ emu, overrides: { "server.maxRequestsPerMinute": 5, "server.socketPath": sock } });
   t.teardown(() => f.close());
   const fport = Number(new URL(f.url).port);
   const get = (target: { port?: number; socketPath?: string; localAddress?: string }) =>

@@ -10,8 +10,7 @@ import t, { type Test } from "tap";
 import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../src/emulator/index.js";
 import { fastPathOf } from "../../src/server/app.js";
 import { FEDERATED_ACCOUNT } from "../../src/server/metadata.js";
-import { startDaemonOn, type TestDaemon } from "../helpers/reliability.js";
-import { tempDir } from "../helpers/stack.js";
+import { type Stack, startStack, tempDir } from "../helpers/stack.js";
 
 const SA = "/computeMetadata/v1/instance/service-accounts";
 const TOKEN = `${SA}/default/token`;
@@ -39,7 +38,7 @@ function raw(
 }
 
 /** Counts which path answered: wraps the daemon's fast path. */
-function spy(d: TestDaemon): { fast: number; fastify: number } {
+function spy(d: Stack): { fast: number; fastify: number } {
   const fp = fastPathOf(d.daemon.app);
   const handle = fp.handle.bind(fp);
   const n = { fast: 0, fastify: 0 };
@@ -60,7 +59,7 @@ t.before(async () => {
 t.teardown(() => emu?.close());
 
 const sameBytes = (serviceAccounts: string[], names: string[]) => async (t: Test) => {
-  const d = await startDaemonOn(emu, { logLevel: "info", serviceAccounts });
+  const d = await startStack({ emu, logLevel: "info", serviceAccounts });
   t.teardown(() => d.close());
   const port = Number(new URL(d.url).port);
   const n = spy(d);
@@ -96,7 +95,7 @@ t.test("the same bytes as the Fastify route: impersonated accounts", sameBytes([
 t.test("the same bytes as the Fastify route: the federated identity", sameBytes([], ["default", FEDERATED_ACCOUNT]));
 
 t.test("what the fast path does not take goes to Fastify, refusals included", async (t) => {
-  const d = await startDaemonOn(emu, { logLevel: "info", warm: true });
+  const d = await startStack({ emu, logLevel: "info", warm: true });
   t.teardown(() => d.close());
   const port = Number(new URL(d.url).port);
   t.equal((await raw({ port }, TOKEN, FLAVOR)).status, 200);
@@ -136,7 +135,8 @@ t.test("what the fast path does not take goes to Fastify, refusals included", as
 
 t.test("one flood-guard count and one metric per request, whichever path answers", async (t) => {
   const sock = path.join(dir, "flood.sock");
-  const d = await startDaemonOn(emu, {
+  const d = await startStack({
+    emu,
     logLevel: "info",
     warm: true,
     overrides: { "server.maxRequestsPerMinute": 6, "server.socketPath": sock },
@@ -173,7 +173,7 @@ t.test("one flood-guard count and one metric per request, whichever path answers
 });
 
 t.test("off at debug level (Fastify logs each request) and once shutting down", async (t) => {
-  const d = await startDaemonOn(emu, { logLevel: "debug", warm: true });
+  const d = await startStack({ emu, logLevel: "debug", warm: true });
   t.teardown(() => d.close());
   const port = Number(new URL(d.url).port);
   const n = spy(d);
@@ -186,7 +186,7 @@ t.test("off at debug level (Fastify logs each request) and once shutting down", 
     "each request logged",
   );
 
-  const i = await startDaemonOn(emu, { logLevel: "info", warm: true });
+  const i = await startStack({ emu, logLevel: "info", warm: true });
   const iport = Number(new URL(i.url).port);
   t.equal((await raw({ port: iport }, TOKEN, FLAVOR)).status, 200);
   const m = spy(i);

@@ -14,7 +14,8 @@ process.on("exit", () => {
 const e = process.env;
 const FORM_CT = "application/x-www-form-urlencoded;charset=utf-8";
 const BODY =
-  "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&scope=urn:opc:idm:__myscopes__&requested_token_type=urn:ietf:params:oauth:token-type:access_token";
+  "grant_type=urn:ietf:params:oauth:grant-type:token-exchange&scope=urn:opc:idm:__myscopes__" +
+  "&requested_token_type=urn:ietf:params:oauth:token-type:access_token";
 
 const builder = new common.InstancePrincipalsAuthenticationDetailsProviderBuilder();
 builder.metadataBaseUrl = e.BENCH_OCI_METADATA_URL!;

@@ -2,7 +2,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../emulator/index.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../../dist/emulator/index.js";
 import {
   type Bench,
   callsText,
@@ -138,12 +138,16 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   lines.push(
     "## 1. Cached token throughput",
     "",
-    `GET ${TOKEN_PATH} with \`Metadata-Flavor: Google\` on a warm cache, ${o.connections} keep-alive connections, ${o.duration} s per run, autocannon in the bench process. ` +
-      "The daemon is `oci2gcp serve` with its production defaults (guards, rate limit, metrics, `info` logging to a file), only the upstream URLs pointed at the emulators. " +
+    `GET ${TOKEN_PATH} with \`Metadata-Flavor: Google\` on a warm cache, ${o.connections} keep-alive connections, ${o.duration} s per run, ` +
+      "autocannon in the bench process. " +
+      "The daemon is `oci2gcp serve` with its production defaults (guards, rate limit, metrics, `info` logging to a file), only the upstream URLs " +
+      "pointed at the emulators. " +
       "The baseline is a bare `node:http` server in its own process answering every request with the daemon's answer " +
-      `(same status, headers and body: ${sameBytes ? "checked byte for byte, Date aside" : "**the check found a difference**"}, ${answer.body.length} bytes of body), ` +
+      `(same status, headers and body: ${sameBytes ? "checked byte for byte, Date aside" : "**the check found a difference**"}, ` +
+      `${answer.body.length} bytes of body), ` +
       `on the same node flags as the daemon (\`${flags}\`); the same server on node's defaults is measured too, to show what the flags cost by themselves. ` +
-      "Runs in the order A B C C B A, twice, after a 2 s warm-up of each, so that a drift in the load of the machine's other tenants weighs on all alike; autocannon's latencies have 1 ms resolution.",
+      "Runs in the order A B C C B A, twice, after a 2 s warm-up of each, so that a drift in the load of the machine's other tenants weighs on all " +
+      "alike; autocannon's latencies have 1 ms resolution.",
     "",
     ...table(
       ["run", "server", "req/s", "p50 ms", "p99 ms", "requests", "errors + non-2xx", "server CPU ms per 1,000 answers"],
@@ -152,12 +156,18 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
     "",
     `Mean: daemon ${f(A.rps, 0)} req/s, p99 ${f(A.p99, 1)} ms; node:http ${f(B.rps, 0)} req/s, p99 ${f(B.p99, 1)} ms: ` +
       `**${ratio(A.rps, B.rps)} the throughput, ${ratio(A.p99, B.p99)} the p99**${bad ? ` (${bad} failed requests)` : ""}. ` +
-      `CPU per answer, less sensitive to the other tenants of the machine than req/s: daemon ${f(A.cpu / 1000, 3)} ms, node:http ${f(B.cpu / 1000, 3)} ms (${ratio(A.cpu, B.cpu)}). ` +
-      `node:http on node's defaults: ${f(C.rps, 0)} req/s, p99 ${f(C.p99, 1)} ms, ${f(C.cpu / 1000, 3)} ms of CPU per answer; against it the daemon reaches ${ratio(A.rps, C.rps)} the throughput and ${ratio(A.p99, C.p99)} the p99, and the flags cost node:http ${ratio(B.cpu, C.cpu)} the CPU per answer.`,
+      `CPU per answer, less sensitive to the other tenants of the machine than req/s: daemon ${f(A.cpu / 1000, 3)} ms, node:http ` +
+      `${f(B.cpu / 1000, 3)} ms (${ratio(A.cpu, B.cpu)}). ` +
+      `node:http on node's defaults: ${f(C.rps, 0)} req/s, p99 ${f(C.p99, 1)} ms, ${f(C.cpu / 1000, 3)} ms of CPU per answer; against it the ` +
+      `daemon reaches ${ratio(A.rps, C.rps)} the throughput and ${ratio(A.p99, C.p99)} the p99, and the flags cost node:http ` +
+      `${ratio(B.cpu, C.cpu)} the CPU per answer.`,
     "",
-    `Memory (target 5), VmRSS from /proc/PID/status of the processes above: daemon idle after its first token ${f(MB(fp.idle))} MB, at the end of its load runs ${f(MB(fp.load))} MB, peak (VmHWM) ${f(MB(fp.peak))} MB; ` +
-      `node:http idle ${f(MB(fp.bareIdle))} MB, after its load runs ${f(MB(fp.bareLoad))} MB (on node's defaults: idle ${f(MB(plainIdle))} MB, after its load runs ${f(MB(peak.plain))} MB). ` +
-      `Of the daemon's VmRSS, ${f(MB(fp.file))} MB are file pages (RssFile: mostly the node binary, shared with every node process; node:http has ${f(MB(fp.bareFile))} MB) ` +
+    `Memory (target 5), VmRSS from /proc/PID/status of the processes above: daemon idle after its first token ${f(MB(fp.idle))} MB, at the end of ` +
+      `its load runs ${f(MB(fp.load))} MB, peak (VmHWM) ${f(MB(fp.peak))} MB; ` +
+      `node:http idle ${f(MB(fp.bareIdle))} MB, after its load runs ${f(MB(fp.bareLoad))} MB (on node's defaults: idle ${f(MB(plainIdle))} MB, ` +
+      `after its load runs ${f(MB(peak.plain))} MB). ` +
+      `Of the daemon's VmRSS, ${f(MB(fp.file))} MB are file pages (RssFile: mostly the node binary, shared with every node process; node:http has ` +
+      `${f(MB(fp.bareFile))} MB) ` +
       `and ${f(MB(fp.idleAnon))} MB idle, ${f(MB(fp.loadAnon))} MB under load are its own memory (RssAnon: the V8 heap and native allocations).`,
     "",
   );
@@ -208,10 +218,12 @@ export async function profiles(b: Bench, o: Options): Promise<Part> {
   lines.push(
     "## Profiles",
     "",
-    `\`node --cpu-prof\` on the daemon; samples outside the measured requests are left out. Under the throughput load (${o.duration} s, ${o.connections} connections, ${f(load!.rps, 0)} req/s while profiled): CPU per answer in µs.`,
+    `\`node --cpu-prof\` on the daemon; samples outside the measured requests are left out. Under the throughput load (${o.duration} s, ` +
+      `${o.connections} connections, ${f(load!.rps, 0)} req/s while profiled): CPU per answer in µs.`,
     "",
     ...profileTables(underLoad, load!.requests, "µs per answer"),
-    `During ${RENEWALS} full renewals (all five hops, emulators without latency) in a running daemon: CPU per renewal in ms (${f(renewals.busyMs / RENEWALS, 1)} ms busy per renewal).`,
+    `During ${RENEWALS} full renewals (all five hops, emulators without latency) in a running daemon: CPU per renewal in ms ` +
+      `(${f(renewals.busyMs / RENEWALS, 1)} ms busy per renewal).`,
     "",
     ...profileTables(renewals, RENEWALS * 1000, "ms per renewal"),
   );
@@ -268,12 +280,12 @@ export async function cold(b: Bench, _o: Options): Promise<Part> {
   b.emu.setTokens();
   const renew = median(own.renewal);
   const fresh = median(own.fresh);
-  const baseline = (k: "fresh" | "renewal") =>
-    `the same upstream calls sent directly: ${f(median(direct[k]))} ms (median over 0 and ${LATENCY} ms latency)`;
+  // Medians over the latencies, as the figures beside them (section 2 has each run).
+  const baseline = (k: "fresh" | "renewal") => `calls sent directly: ${f(median(direct[k]))} ms`;
   summary.push(
     [
       "2",
-      "cold path: daemon's own time < 20 ms (all hops, running daemon)",
+      "cold path, running daemon: own time < 20 ms (all hops)",
       `${f(renew)} ms`,
       baseline("renewal"),
       `${f(median(ratios.renewal), 2)}× total / direct`,
@@ -281,7 +293,7 @@ export async function cold(b: Bench, _o: Options): Promise<Part> {
     ],
     [
       "2",
-      `cold path, first request of a new process (includes an RSA-2048 key generation: ${f(median(keygen), 0)} ms alone)`,
+      `cold path, new process: first request (RSA-2048 keygen alone: ${f(median(keygen), 0)} ms)`,
       `${f(fresh)} ms`,
       baseline("fresh"),
       `${f(median(ratios.fresh), 2)}× total / direct`,
@@ -293,9 +305,12 @@ export async function cold(b: Bench, _o: Options): Promise<Part> {
     "",
     "One token request on an empty cache, timed by the client, against the same upstream requests (recorded at the emulators as the daemon sent them) " +
       "sent again one after the other straight to the emulators: the difference is the daemon's own time. " +
-      `Every emulated hop waits the given latency before answering, and each call to a hop counts once (the number of latency-delayed calls is the sum of the ${HOPS_HEAD.split(" (")[0]}). ` +
+      "Every emulated hop waits the given latency before answering, and each call to a hop counts once (the number of latency-delayed calls is the " +
+      `sum of the ${HOPS_HEAD}). ` +
       "Google STS fetches the identity domain's keys at every exchange here (inside the STS round trip, in both measurements). " +
-      `"First request of a new daemon": the daemon process has just started (warm: false) and has never obtained anything, so the request also probes the metadata service, builds oci-common's provider, generates the instance principal's first RSA-2048 session key pair (${f(median(keygen), 0)} ms median on this machine, measured alone) and loads code on first use. ` +
+      `"First request of a new daemon": the daemon process has just started (warm: false) and has never obtained anything, so the request also ` +
+      "probes the metadata service, builds oci-common's provider, generates the instance principal's first RSA-2048 session key pair " +
+      `(${f(median(keygen), 0)} ms median on this machine, measured alone) and loads code on first use. ` +
       `"All five hops renewed": the same daemon once every token it holds (${SHORT_S} s lifetimes) has expired; the session key was generated ahead of time.`,
     "",
     ...table(
@@ -366,9 +381,13 @@ export async function herds(b: Bench, _o: Options): Promise<Part> {
   lines.push(
     "## 3. Herd",
     "",
-    `${HERD_SIZE} GETs of the token, each on its own connection, sent at once: on a daemon that has just started (warm: false, nothing cached) and on the same daemon once every token it holds (${SHORT_S} s lifetimes) has expired, so that every hop is due for renewal and every client has to wait for it. ` +
-      `Each upstream call waits ${LATENCY} ms, so the herd arrives while the renewal is under way. The baseline is one request alone on another new daemon, then alone at renewal: the calls one client costs. ` +
-      "The metadata service is called several times per hop by design (instance/region once at start; cert.pem, key.pem and intermediate.pem at each federation, twice on the first: oci-common fetches them when it builds its provider and again when it federates).",
+    `${HERD_SIZE} GETs of the token, each on its own connection, sent at once: on a daemon that has just started (warm: false, nothing cached) and ` +
+      `on the same daemon once every token it holds (${SHORT_S} s lifetimes) has expired, so that every hop is due for renewal and every client ` +
+      "has to wait for it. " +
+      `Each upstream call waits ${LATENCY} ms, so the herd arrives while the renewal is under way. The baseline is one request alone on another ` +
+      "new daemon, then alone at renewal: the calls one client costs. " +
+      "The metadata service is called several times per hop by design (instance/region once at start; cert.pem, key.pem and intermediate.pem at " +
+      "each federation, twice on the first: oci-common fetches them when it builds its provider and again when it federates).",
     "",
     ...table(["herd", "answered 200", HOPS_HEAD, "one client alone", "herd / alone", "p50 ms", "max ms"], rows),
     "",
@@ -487,8 +506,10 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
       ],
     );
     notes.push(
-      `${at[0]!.toUpperCase()}${at.slice(1)}: (b) is **${ratio(direct.wall, via.wall)} faster** than (a) end to end; (b) takes ${ratio(via.wall, floor.wall)} the time of (c). ` +
-        `CPU per process (user + system, all threads; steadier than wall time on a shared machine): (a) ${ratio(direct.cpu, via.cpu)} that of (b), (b) ${ratio(via.cpu, floor.cpu)} that of (c).`,
+      `${at[0]!.toUpperCase()}${at.slice(1)}: (b) is **${ratio(direct.wall, via.wall)} faster** than (a) end to end; (b) takes ` +
+        `${ratio(via.wall, floor.wall)} the time of (c). ` +
+        `CPU per process (user + system, all threads; steadier than wall time on a shared machine): (a) ${ratio(direct.cpu, via.cpu)} that of (b), ` +
+        `(b) ${ratio(via.cpu, floor.cpu)} that of (c).`,
     );
   }
   await d.stop();
@@ -508,12 +529,18 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
   lines.push(
     "## 4. Many short-lived processes",
     "",
-    `${o.processes} separate \`node\` processes of each kind each getting one Google access token, every upstream call delayed ${LATENCY} ms, ${o.concurrency.map((c) => (c === 1 ? "one at a time" : `${c} at a time`)).join(", then ")}. ` +
-      `At each setting the kinds take turns in ${ROUNDS} rounds of ${Math.ceil(o.processes / ROUNDS)} processes each, so that the machine's other tenants weigh on all alike; a kind's wall time is the sum of its batches. ` +
-      "(a) Each process does the whole exchange itself: oci-common's instance principal against the emulated metadata service and auth service, the identity-domain token exchange signed with oci-common's `DefaultRequestSigner`, " +
-      "then google-auth-library's `IdentityPoolClient` with the domain JWT from a `subject_token_supplier` and `service_account_impersonation_url` (STS, then generateAccessToken). " +
-      "(b) Each process calls `new GoogleAuth().getAccessToken()` with `GCE_METADATA_HOST` pointing at a running `oci2gcp serve` (started before the clock starts; its calls are counted from its start, its first token included) " +
-      "and `GOOGLE_CLOUD_PROJECT` set, as the demo sets it (without it google-auth-library runs `gcloud config config-helper` to find a project id, which costs seconds where gcloud is installed, as here). " +
+    `${o.processes} separate \`node\` processes of each kind each getting one Google access token, every upstream call delayed ${LATENCY} ms, ` +
+      `${o.concurrency.map((c) => (c === 1 ? "one at a time" : `${c} at a time`)).join(", then ")}. ` +
+      `At each setting the kinds take turns in ${ROUNDS} rounds of ${Math.ceil(o.processes / ROUNDS)} processes each, so that the machine's other ` +
+      "tenants weigh on all alike; a kind's wall time is the sum of its batches. " +
+      "(a) Each process does the whole exchange itself: oci-common's instance principal against the emulated metadata service and auth service, " +
+      "the identity-domain token exchange signed with oci-common's `DefaultRequestSigner`, " +
+      "then google-auth-library's `IdentityPoolClient` with the domain JWT from a `subject_token_supplier` and `service_account_impersonation_url` " +
+      "(STS, then generateAccessToken). " +
+      "(b) Each process calls `new GoogleAuth().getAccessToken()` with `GCE_METADATA_HOST` pointing at a running `oci2gcp serve` (started before " +
+      "the clock starts; its calls are counted from its start, its first token included) " +
+      "and `GOOGLE_CLOUD_PROJECT` set, as the demo sets it (without it google-auth-library runs `gcloud config config-helper` to find a project " +
+      "id, which costs seconds where gcloud is installed, as here). " +
       "(c) For scale: processes that only start node and load google-auth-library.",
     "",
     ...table(["", "wall time s", "median per process ms", "median CPU per process ms", "failed", HOPS_HEAD], rows),
@@ -560,7 +587,8 @@ export async function startup(b: Bench): Promise<Part> {
   lines.push(
     "## 5. Footprint and start-up",
     "",
-    `Time from spawning \`node bin/oci2gcp.js serve\` (production defaults, emulators without latency) to its first 200 on /healthz (listening) and on /readyz (a Google token obtained: the start-up fetch and its five hops), median of ${STARTS} starts after one untimed start (warm disk). ` +
+    `Time from spawning \`node bin/oci2gcp.js serve\` (production defaults, emulators without latency) to its first 200 on /healthz (listening) ` +
+      `and on /readyz (a Google token obtained: the start-up fetch and its five hops), median of ${STARTS} starts after one untimed start (warm disk). ` +
       "Baseline: spawning the bare node:http server of section 1 until it answers. Memory: see section 1.",
     "",
     ...table(

@@ -5,9 +5,10 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** The package root (dist/bench/ → ../..). */
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const BENCH_DIR = path.join(ROOT, "dist/bench");
+/** The compiled bench (bench/dist/), where the child processes' scripts are. */
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+/** The package root (bench/dist/ → ../..). */
+export const ROOT = path.resolve(BENCH_DIR, "../..");
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

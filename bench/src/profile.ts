@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { ROOT } from "./proc.js";
 
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
@@ -16,13 +17,14 @@ export interface ProfileSummary {
   packages: { ms: number; share: number; name: string }[];
 }
 
-const where = (url: string) => url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/dist\//, "dist/");
+/** Our files by their path in the repository (dist/..., bench/dist/...). */
+const OURS = `file://${ROOT}/`;
+const where = (url: string) => url.replace(/^.*node_modules\//, "").replace(OURS, "");
 
 function packageOf(url: string): string | undefined {
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (m) return m[1];
-  const d = /\/dist\/(.+)$/.exec(url);
-  return d ? `dist/${d[1]}` : undefined;
+  return url.startsWith(OURS) ? url.slice(OURS.length) : undefined;
 }
 
 /**
@@ -66,7 +68,7 @@ export function summarise(file: string, n = 15, windows?: [number, number][]): P
   return { busyMs: busy / 1000, self: top(self, "fn"), packages: top(pkgs, "name") };
 }
 
-// `node dist/bench/profile.js FILE.cpuprofile [N]` prints the summary of a whole profile.
+// `node bench/dist/profile.js FILE.cpuprofile [N]` prints the summary of a whole profile.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const s = summarise(process.argv[2]!, Number(process.argv[3] ?? 25));
   console.log(`busy ${s.busyMs.toFixed(0)} ms`);

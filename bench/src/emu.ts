@@ -1,5 +1,6 @@
 import http from "node:http";
-import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../emulator/index.js";
+// The emulators have no entry of the package's own: they are reached in its build by path.
+import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../dist/emulator/index.js";
 
 /** The emulator endpoints a token request may reach: the five upstream hops. */
 export const HOPS = [

@@ -4,9 +4,8 @@
 // empty cache. $BENCH_TOKEN_LIFETIME_SECONDS sets the lifetime asked for
 // impersonated tokens below the 600 s that loadConfig allows, so that every hop
 // comes due for renewal within seconds.
-import { loadConfig } from "../config/config.js";
-import { routeConsoleToLogger, startDaemon } from "../daemon.js";
-import { createLogger } from "../log.js";
+import { createLogger, loadConfig } from "oci2gcp";
+import { routeConsoleToLogger, startDaemon } from "oci2gcp/daemon";
 
 const config = loadConfig();
 if (process.env.BENCH_TOKEN_LIFETIME_SECONDS) config.google.tokenLifetimeSeconds = Number(process.env.BENCH_TOKEN_LIFETIME_SECONDS);
