@@ -1,9 +1,8 @@
 import type { Config } from "./config/config.js";
-import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource, type ImpersonationOptions } from "./google/impersonation.js";
-import { StsTokenSource } from "./google/sts.js";
-import { transport } from "./google/transport.js";
-import { type DomainToken, IdentityDomainTokenSource } from "./oci/identity-domain.js";
-import { principalSource, type SigningIdentity } from "./oci/principal.js";
+import { configuredRetry, Hops } from "./hops.js";
+import type { DomainToken } from "./oci/identity-domain.js";
+import type { SigningIdentity } from "./oci/principal.js";
+import { CLOUD_PLATFORM } from "./protocol.js";
 import {
   type Admission,
   type CacheEvents,
@@ -15,9 +14,6 @@ import {
 } from "./token/cache.js";
 import type { Token, TokenSource } from "./token/token-source.js";
 import type { Hop } from "./upstream/hop-error.js";
-import { DEFAULT_RETRY, type RetryPolicy } from "./upstream/retry.js";
-
-export const CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
 
 /** Sorted, de-duplicated scopes: one cache entry per set, whatever order a client lists them in. */
 export function normaliseScopes(scopes: readonly string[]): string[] {
@@ -54,7 +50,8 @@ export class NoSuchAccountError extends Error {
 export class NoImpersonationError extends Error {
   constructor() {
     super(
-      "ID tokens need a service account to impersonate, and none is configured: set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) or $GCP_IMPERSONATION_URL",
+      "ID tokens need a service account to impersonate, and none is configured: " +
+        "set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) or $GCP_IMPERSONATION_URL",
     );
     this.name = "NoImpersonationError";
   }
@@ -72,7 +69,9 @@ export class Chain {
   private readonly federated: CachingTokenSource<Token, Hop>;
   private readonly access: KeyedTokenCache<Hop>;
   private readonly ids: KeyedTokenCache<Hop>;
-  private readonly impersonation: Omit<ImpersonationOptions, "serviceAccount">;
+  private readonly hops: Hops;
+  /** STS for a scope set, given a subject token that is not near its end. */
+  private readonly sts: (scopes: string[]) => TokenSource;
   readonly accounts: readonly string[];
   readonly defaultScopes: string[];
 
@@ -81,8 +80,6 @@ export class Chain {
     events: CacheEvents<Hop> = {},
     overrides: { principal?: TokenSource<SigningIdentity> } = {},
   ) {
-    const timeoutMs = config.upstream.timeoutMs;
-    const retry: RetryPolicy = { ...DEFAULT_RETRY, attempts: config.upstream.attempts };
     const subjectPolicy: CachePolicy = {
       renewBeforeMs: config.cache.subjectRenewBeforeSeconds * 1000,
       minRemainingMs: config.cache.subjectMinRemainingSeconds * 1000,
@@ -93,50 +90,24 @@ export class Chain {
       minRemainingMs: config.cache.minRemainingSeconds * 1000,
       ...DEFAULT_BACKOFF,
     };
+    const hops = new Hops(config, configuredRetry(config));
+    this.hops = hops;
     this.accounts = config.google.serviceAccounts;
     this.defaultScopes = normaliseScopes(config.google.scopes);
-    this.principal = new CachingTokenSource(
-      overrides.principal ?? principalSource(config, timeoutMs),
-      "OCI principal",
-      subjectPolicy,
-      "",
-      events,
-    );
-    this.subject = new CachingTokenSource(
-      new IdentityDomainTokenSource(this.principal, {
-        domainUrl: config.identityDomain.url,
-        scope: config.identityDomain.scope,
-        timeoutMs,
-        retry,
-      }),
-      "identity domain",
-      subjectPolicy,
-      "",
-      events,
-    );
-    const transporter = transport(timeoutMs);
+    this.principal = new CachingTokenSource(overrides.principal ?? hops.principal(), "OCI principal", subjectPolicy, "", events);
+    this.subject = new CachingTokenSource(hops.identityDomain(this.principal), "identity domain", subjectPolicy, "", events);
     // STS gives a federated token no longer than the subject token has left: hand it a
     // subject token that is not near its end, so federated tokens get their full lifetime.
     const subjectForSts: TokenSource<DomainToken> = { token: () => this.subject.renewed() };
-    const sts = (scopes: string[]) =>
-      new StsTokenSource(subjectForSts, { stsUrl: config.google.stsUrl, audience: config.google.audience, scopes, transporter, retry });
-    this.federated = new CachingTokenSource(sts([CLOUD_PLATFORM]), "STS", googlePolicy, CLOUD_PLATFORM, events);
-    this.impersonation = {
-      iamCredentialsUrl: config.google.iamCredentialsUrl,
-      universeDomain: config.google.universeDomain,
-      transporter,
-      retry,
-    };
+    this.sts = (scopes) => hops.sts(subjectForSts, scopes);
+    this.federated = new CachingTokenSource(this.sts([CLOUD_PLATFORM]), "STS", googlePolicy, CLOUD_PLATFORM, events);
     const max = config.server.maxCachedVariants * Math.max(1, this.accounts.length);
     // Every account's token for the configured scopes is pinned: no flood of client-chosen scope sets evicts it.
     const defaultScopes = this.defaultScopes.join(" ");
     const pinned = this.accounts.length ? this.accounts.map((a) => accessKey(a, defaultScopes)) : [defaultScopes];
     this.access = new KeyedTokenCache(this.accounts.length ? "impersonation" : "STS", googlePolicy, max, events, { pinned });
     this.ids = new KeyedTokenCache("impersonation", googlePolicy, max, events);
-    this.makeSts = sts;
   }
-
-  private readonly makeSts: (scopes: string[]) => TokenSource;
 
   /** "default" or a configured email → the email; undefined without service accounts. */
   resolveAccount(name: string): string | undefined {
@@ -177,20 +148,11 @@ export class Chain {
     const scopeKey = scopes.join(" ");
     if (email === undefined) {
       if (scopeKey === CLOUD_PLATFORM) return this.federated;
-      return create ? this.access.get(scopeKey, () => this.makeSts(scopes)) : this.access.find(scopeKey);
+      return create ? this.access.get(scopeKey, () => this.sts(scopes)) : this.access.find(scopeKey);
     }
     const key = accessKey(email, scopeKey);
     if (!create) return this.access.find(key);
-    return this.access.get(
-      key,
-      () =>
-        new ImpersonatedAccessTokenSource(
-          this.federated,
-          { ...this.impersonation, serviceAccount: email },
-          scopes,
-          this.config.google.tokenLifetimeSeconds,
-        ),
-    );
+    return this.access.get(key, () => this.hops.accessToken(this.federated, email, scopes));
   }
 
   idToken(req: IdTokenRequest): Promise<Token> {
@@ -198,10 +160,7 @@ export class Chain {
     if (email === undefined) return Promise.reject(new NoImpersonationError());
     const includeEmail = req.format === "full";
     return this.ids
-      .get(
-        `${email} ${req.format} ${req.audience}`,
-        () => new ImpersonatedIdTokenSource(this.federated, { ...this.impersonation, serviceAccount: email }, req.audience, includeEmail),
-      )
+      .get(`${email} ${req.format} ${req.audience}`, () => this.hops.idToken(this.federated, email, req.audience, includeEmail))
       .token(req.admit);
   }
 

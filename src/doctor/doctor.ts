@@ -1,12 +1,11 @@
-import { CLOUD_PLATFORM } from "../chain.js";
 import type { Config } from "../config/config.js";
-import { ImpersonatedAccessTokenSource, ImpersonatedIdTokenSource } from "../google/impersonation.js";
-import { StsTokenSource } from "../google/sts.js";
-import { transport } from "../google/transport.js";
-import { type DomainToken, IdentityDomainTokenSource } from "../oci/identity-domain.js";
-import { principalSource, type SigningIdentity } from "../oci/principal.js";
+import { Hops, ONE_ATTEMPT } from "../hops.js";
+import type { DomainToken } from "../oci/identity-domain.js";
+import type { SigningIdentity } from "../oci/principal.js";
+import { CLOUD_PLATFORM } from "../protocol.js";
 import type { Token, TokenSource } from "../token/token-source.js";
-import { HopError } from "../upstream/hop-error.js";
+import { HopError, type HopErrorCode } from "../upstream/hop-error.js";
+import { type Jwks, jwksFrom, jwtParts, type KeyInfo, keyInfo, sameCertificate, verifies } from "./keys.js";
 
 export type CheckStatus = "ok" | "fail" | "warn" | "skipped";
 
@@ -29,8 +28,6 @@ export interface DoctorReport {
   claims?: Record<string, unknown>;
 }
 
-const ONE_ATTEMPT = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 };
-
 function fixed<T extends Token>(t: T): TokenSource<T> {
   return { token: async () => t };
 }
@@ -50,11 +47,15 @@ function poolParts(audience: string): { number: string; pool: string; provider: 
   return { number: m?.[1] ?? "PROJECT_NUMBER", pool: m?.[2] ?? "POOL", provider: m?.[3] ?? "PROVIDER" };
 }
 
+/** The code of what went wrong: a HopError's, else "failed" (a fault of ours or a library's). */
+function codeOf(e: unknown): HopErrorCode {
+  return e instanceof HopError ? e.code : "failed";
+}
+
 function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
   switch (config.oci.principal) {
     case "instance":
-      if (/metadata service/.test(m)) {
+      if (codeOf(e) === "not_on_oci") {
         return {
           cause: "the OCI instance metadata service is not reachable",
           fix: "run on an OCI compute instance (or choose another oci.principal); check that nothing blocks 169.254.169.254",
@@ -67,12 +68,16 @@ function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "
     case "resource":
       return {
         cause: "the resource principal material cannot be used",
-        fix: "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; elsewhere set oci.resourcePrincipal.* to a current RPST and its key",
+        fix:
+          "inside an OCI Function the runtime sets OCI_RESOURCE_PRINCIPAL_*; " +
+          "elsewhere set oci.resourcePrincipal.* to a current RPST and its key",
       };
     case "oke-workload":
       return {
         cause: "OKE workload identity did not issue a token",
-        fix: "run in an enhanced OKE cluster pod with a service account token mounted; check KUBERNETES_SERVICE_HOST and the proxymux port (12250)",
+        fix:
+          "run in an enhanced OKE cluster pod with a service account token mounted; " +
+          "check KUBERNETES_SERVICE_HOST and the proxymux port (12250)",
       };
     case "session":
       return {
@@ -87,81 +92,104 @@ function principalDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "
   }
 }
 
+const CHECK_CLOCK = "check this machine's clock (NTP)";
+
 function domainDiagnosis(config: Config, e: unknown): Pick<Check, "cause" | "fix"> {
-  const err = e instanceof HopError ? e : undefined;
-  const m = said(e);
-  if (!err?.status) {
-    return {
-      cause: `the identity domain at ${config.identityDomain.url} cannot be reached`,
-      fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine",
-    };
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return {
+        cause: `the identity domain at ${config.identityDomain.url} cannot be reached`,
+        fix: "check OCI_IAM_DOMAIN_URL (the domain URL from the OCI console, Identity > Domains) and HTTPS egress from this machine",
+      };
+    case "not_found":
+      return {
+        cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain",
+        fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)",
+      };
+    case "expired":
+      return {
+        cause: "the OCI security token had expired when the identity domain checked it",
+        fix: `${CHECK_CLOCK}; renew the OCI session`,
+      };
+    case "signature_rejected":
+      return {
+        cause: "the identity domain refused the request signature",
+        fix:
+          "check that the principal's key matches its key id (API key uploaded for the user, current session token) " +
+          "and that this machine's clock is right",
+      };
+    case "grant_not_allowed":
+      return {
+        cause: "the identity domain does not allow this principal to exchange tokens",
+        fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)",
+      };
+    case "clock":
+      return { cause: "the domain JWT's times disagree with this machine's clock", fix: CHECK_CLOCK };
+    case "bad_answer":
+      return { cause: "the identity domain answered with something that is not a token", fix: "see what it said above" };
   }
-  if (err.status === 404)
-    return {
-      cause: "this URL does not serve /oauth2/v1/token: it is not an identity domain",
-      fix: "set OCI_IAM_DOMAIN_URL to the identity domain URL (https://idcs-….identity.oraclecloud.com)",
-    };
-  if (/expired/i.test(m))
-    return {
-      cause: "the OCI security token had expired when the identity domain checked it",
-      fix: "check this machine's clock (NTP); renew the OCI session",
-    };
-  if (/signature|digest|invalid_client/i.test(m)) {
-    return {
-      cause: "the identity domain refused the request signature",
-      fix: "check that the principal's key matches its key id (API key uploaded for the user, current session token) and that this machine's clock is right",
-    };
-  }
-  if (/unauthorized_client|invalid_grant|unsupported_grant_type|not authorized|not allowed/i.test(m)) {
-    return {
-      cause: "the identity domain does not allow this principal to exchange tokens",
-      fix: "in the identity domain, allow the token-exchange grant for this principal (see 'Setting up Google and OCI' in the README)",
-    };
-  }
-  if (err.status >= 500) return { cause: "the identity domain failed", fix: "try again later; check the OCI status page" };
+  const status = e instanceof HopError ? e.status : undefined;
+  if (status !== undefined && status >= 500)
+    return { cause: "the identity domain failed", fix: "try again later; check the OCI status page" };
   return { cause: "the identity domain rejected the token exchange", fix: "see what it said above" };
 }
 
-function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
+/** The gcloud command that changes the provider, to which the fixes add a flag. */
+function providerCommand(config: Config, verb: "update-oidc" | "describe"): string {
   const { number, pool, provider } = poolParts(config.google.audience);
-  const prov = `gcloud iam workload-identity-pools providers update-oidc ${provider} --workload-identity-pool=${pool} --location=global --project=${number}`;
-  if (!(e instanceof HopError) || !e.status)
-    return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
-  if (/invalid_target/.test(m) || /audience.*(invalid|should be)/i.test(m)) {
-    return {
-      cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong",
-      fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
-    };
+  return `gcloud iam workload-identity-pools providers ${verb} ${provider} --workload-identity-pool=${pool} --location=global --project=${number}`;
+}
+
+/** How to upload the domain's current keys to the provider. */
+function uploadKeysFix(config: Config): string {
+  return (
+    `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, ` +
+    `then ${providerCommand(config, "update-oidc")} --jwk-json-path=jwks.json`
+  );
+}
+
+function stsDiagnosis(config: Config, claims: Record<string, unknown> | undefined, e: unknown): Pick<Check, "cause" | "fix"> {
+  const prov = providerCommand(config, "update-oidc");
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return { cause: "Google STS cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.stsUrl).host}` };
+    case "audience_rejected": {
+      // invalid_grant is about the token presented (its aud); anything else about the audience we named.
+      if ((e as HopError).upstreamError === "invalid_grant") {
+        const aud = Array.isArray(claims?.aud) ? (claims!.aud as unknown[]).join(",") : String(claims?.aud);
+        return {
+          cause: "the provider's allowed audiences do not include the token's aud",
+          fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})`,
+        };
+      }
+      return {
+        cause: "STS refused the audience: the pool or provider does not exist, is disabled, or the project number is wrong",
+        fix: "check GCP_AUDIENCE: //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+      };
+    }
+    case "issuer_rejected":
+      return {
+        cause: "the provider does not accept the token's issuer",
+        fix:
+          `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ` +
+          `${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
+      };
+    case "signature_rejected":
+      return { cause: "the provider cannot verify the token's signature with the keys it has", fix: uploadKeysFix(config) };
+    case "expired":
+      return { cause: "STS considers the token expired or issued in the future", fix: CHECK_CLOCK };
+    case "condition_rejected":
+      return {
+        cause: "the provider's attribute condition rejected the token",
+        fix: "compare the provider's attribute condition with the claims shown above",
+      };
+    case "bad_answer":
+      return { cause: "STS answered with something that is not a token", fix: "see what it said above" };
+    default:
+      return { cause: "STS rejected the exchange", fix: "see what it said above" };
   }
-  if (/issuer/i.test(m) && !/connecting/i.test(m)) {
-    return {
-      cause: "the provider does not accept the token's issuer",
-      fix: `set the provider's issuer to ${JSON.stringify(claims?.iss)}: ${prov} --issuer-uri=${String(claims?.iss ?? "https://identity.oraclecloud.com/")}`,
-    };
-  }
-  if (/audience/i.test(m)) {
-    const aud = Array.isArray(claims?.aud) ? (claims!.aud as unknown[]).join(",") : String(claims?.aud);
-    return {
-      cause: "the provider's allowed audiences do not include the token's aud",
-      fix: `${prov} --allowed-audiences=${config.identityDomain.url} (the token's aud is ${aud})`,
-    };
-  }
-  if (/signature|connecting to the given credential's issuer|jwk|key/i.test(m)) {
-    return {
-      cause: "the provider cannot verify the token's signature with the keys it has",
-      fix: `upload the identity domain's current keys: curl -o jwks.json ${config.identityDomain.url}/admin/v1/SigningCert/jwk, then ${prov} --jwk-json-path=jwks.json`,
-    };
-  }
-  if (/stale|expired|issued at/i.test(m))
-    return { cause: "STS considers the token expired or issued in the future", fix: "check this machine's clock (NTP)" };
-  if (/attribute condition/i.test(m) || /unauthorized_client/.test(m)) {
-    return {
-      cause: "the provider's attribute condition rejected the token",
-      fix: "compare the provider's attribute condition with the claims shown above",
-    };
-  }
-  return { cause: "STS rejected the exchange", fix: "see what it said above" };
 }
 
 function impersonationDiagnosis(
@@ -170,25 +198,35 @@ function impersonationDiagnosis(
   claims: Record<string, unknown> | undefined,
   e: unknown,
 ): Pick<Check, "cause" | "fix"> {
-  const m = said(e);
   const { number, pool } = poolParts(config.google.audience);
-  if (!(e instanceof HopError) || !e.status)
-    return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
-  if (e.status === 403 || /PERMISSION_DENIED/.test(m)) {
-    const member = `principal://iam.googleapis.com/projects/${number}/locations/global/workloadIdentityPools/${pool}/subject/${String(claims?.sub ?? "SUBJECT")}`;
-    return {
-      cause: `impersonation of ${sa} denied: the pool principal lacks roles/iam.workloadIdentityUser on it (or the account does not exist)`,
-      fix: `gcloud iam service-accounts add-iam-policy-binding ${sa} --role=roles/iam.workloadIdentityUser --member=${member}`,
-    };
+  switch (codeOf(e)) {
+    case "unreachable":
+    case "timeout":
+      return { cause: "IAM Credentials cannot be reached", fix: `check HTTPS egress to ${new URL(config.google.iamCredentialsUrl).host}` };
+    case "permission_denied": {
+      const member =
+        `principal://iam.googleapis.com/projects/${number}/locations/global/workloadIdentityPools/${pool}` +
+        `/subject/${String(claims?.sub ?? "SUBJECT")}`;
+      return {
+        cause: `impersonation of ${sa} denied: the pool principal lacks roles/iam.workloadIdentityUser on it (or the account does not exist)`,
+        fix: `gcloud iam service-accounts add-iam-policy-binding ${sa} --role=roles/iam.workloadIdentityUser --member=${member}`,
+      };
+    }
+    case "not_found":
+      return {
+        cause: `the service account ${sa} does not exist`,
+        fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL",
+      };
+    case "unauthenticated":
+      return {
+        cause: "IAM Credentials did not accept the federated token",
+        fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe",
+      };
+    case "bad_answer":
+      return { cause: "IAM Credentials answered with something that is not a token", fix: "see what it said above" };
+    default:
+      return { cause: "IAM Credentials refused the request", fix: "see what it said above" };
   }
-  if (e.status === 404 || /NOT_FOUND/.test(m))
-    return { cause: `the service account ${sa} does not exist`, fix: "check the email in google.serviceAccounts / GCP_IMPERSONATION_URL" };
-  if (e.status === 401)
-    return {
-      cause: "IAM Credentials did not accept the federated token",
-      fix: "the federated token needs the cloud-platform scope; check that STS and IAM Credentials are in the same universe",
-    };
-  return { cause: "IAM Credentials refused the request", fix: "see what it said above" };
 }
 
 /**
@@ -197,10 +235,15 @@ function impersonationDiagnosis(
  */
 export async function runDoctor(
   config: Config,
-  o: { principal?: TokenSource<SigningIdentity>; idTokenAudience?: string } = {},
+  o: {
+    principal?: TokenSource<SigningIdentity>;
+    idTokenAudience?: string;
+    /** The keys the Google provider holds (its oidc.jwksJson), when the operator has given them. */
+    providerJwks?: Jwks;
+  } = {},
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
-  const timeoutMs = config.upstream.timeoutMs;
+  const hops = new Hops(config, ONE_ATTEMPT);
   const skip = (name: string) => checks.push({ name, status: "skipped", details: ["not checked: an earlier hop failed"] });
   checks.push({
     name: "configuration",
@@ -216,7 +259,7 @@ export async function runDoctor(
   // OCI principal.
   let id: SigningIdentity;
   try {
-    id = await (o.principal ?? principalSource(config, timeoutMs)).token();
+    id = await (o.principal ?? hops.principal()).token();
     const c = id.claims ?? {};
     const details = [
       id.keyId.startsWith("ST$") ? `security token valid until ${fmtTime(id.expiresAt)}` : "API key (key id tenancy/user/fingerprint)",
@@ -234,12 +277,7 @@ export async function runDoctor(
   // Identity domain.
   let domain: DomainToken;
   try {
-    domain = await new IdentityDomainTokenSource(fixed(id), {
-      domainUrl: config.identityDomain.url,
-      scope: config.identityDomain.scope,
-      timeoutMs,
-      retry: ONE_ATTEMPT,
-    }).token();
+    domain = await hops.identityDomain(fixed(id)).token();
     checks.push({
       name: "identity domain",
       status: "ok",
@@ -251,19 +289,12 @@ export async function runDoctor(
     return { ok: false, checks };
   }
   const claims = domain.claims;
-  checks.push(await jwksCheck(config, domain.value, timeoutMs));
+  checks.push(await keysCheck(config, domain.value, o.providerJwks));
 
   // STS.
-  const transporter = transport(timeoutMs);
   let federated: Token;
   try {
-    federated = await new StsTokenSource(fixed(domain), {
-      stsUrl: config.google.stsUrl,
-      audience: config.google.audience,
-      scopes: [CLOUD_PLATFORM],
-      transporter,
-      retry: ONE_ATTEMPT,
-    }).token();
+    federated = await hops.sts(fixed(domain), [CLOUD_PLATFORM]).token();
     checks.push({ name: "STS", status: "ok", details: [`federated token valid until ${fmtTime(federated.expiresAt)}`] });
   } catch (e) {
     checks.push({ name: "STS", status: "fail", details: [], said: said(e), ...stsDiagnosis(config, claims, e) });
@@ -272,25 +303,12 @@ export async function runDoctor(
   }
 
   // Impersonation, each account: an access token and an ID token.
-  let ok = true;
   for (const sa of config.google.serviceAccounts) {
-    const opts = {
-      serviceAccount: sa,
-      iamCredentialsUrl: config.google.iamCredentialsUrl,
-      universeDomain: config.google.universeDomain,
-      transporter,
-      retry: ONE_ATTEMPT,
-    };
     try {
-      const t = await new ImpersonatedAccessTokenSource(
-        fixed(federated),
-        opts,
-        config.google.scopes,
-        config.google.tokenLifetimeSeconds,
-      ).token();
+      const t = await hops.accessToken(fixed(federated), sa, config.google.scopes).token();
       const details = [`access token valid until ${fmtTime(t.expiresAt)}`];
       try {
-        await new ImpersonatedIdTokenSource(fixed(federated), opts, o.idTokenAudience ?? "https://oci2gcp.invalid/doctor", false).token();
+        await hops.idToken(fixed(federated), sa, o.idTokenAudience ?? "https://oci2gcp.invalid/doctor", false).token();
         details.push("ID tokens: ok");
         checks.push({ name: `impersonation ${sa}`, status: "ok", details });
       } catch (e) {
@@ -304,7 +322,6 @@ export async function runDoctor(
         });
       }
     } catch (e) {
-      ok = false;
       checks.push({
         name: `impersonation ${sa}`,
         status: "fail",
@@ -316,48 +333,150 @@ export async function runDoctor(
   }
   if (config.google.serviceAccounts.length === 0)
     checks.push({ name: "impersonation", status: "skipped", details: ["no service account configured"] });
-  return { ok, checks, claims };
+  return { ok: !checks.some((c) => c.status === "fail"), checks, claims };
 }
 
-async function jwksCheck(config: Config, jwt: string, timeoutMs: number): Promise<Check> {
-  const url = `${config.identityDomain.url}/admin/v1/SigningCert/jwk`;
-  let kid: unknown;
+const KEYS = "identity domain keys";
+/** A signing certificate this close to its end is worth a warning: the domain will sign with a new key. */
+const EXPIRY_WARNING_DAYS = 30;
+
+/** The domain's published JWKS, or what stood in the way and whether the domain answered at all. */
+async function domainJwks(url: string, timeoutMs: number): Promise<{ jwks: Jwks } | { problem: string; refused: boolean }> {
+  let res: Response;
   try {
-    kid = JSON.parse(Buffer.from(jwt.split(".")[0]!, "base64url").toString("utf8")).kid;
-  } catch {
-    kid = undefined;
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: "application/json" } });
+  } catch (e) {
+    return { problem: `GET ${url} failed: ${(e as Error).message}`, refused: false };
   }
+  const body = (await res.json().catch(() => undefined)) as unknown;
+  if (res.status !== 200) return { problem: `GET ${url}: HTTP ${res.status}`, refused: true };
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: "application/json" } });
-    const body = (await res.json().catch(() => undefined)) as { keys?: { kid?: string }[] } | undefined;
-    if (res.status !== 200 || !Array.isArray(body?.keys)) {
+    return { jwks: jwksFrom(body) };
+  } catch (e) {
+    return { problem: `GET ${url}: ${(e as Error).message}`, refused: false };
+  }
+}
+
+function certLine(who: string, k: KeyInfo): string {
+  const c = k.cert!;
+  const cn =
+    c.subject
+      .split("\n")
+      .filter((l) => l.startsWith("CN="))
+      .pop()
+      ?.slice(3) ?? c.subject.replace(/\n/g, ", ");
+  const days = Math.floor((Date.parse(c.validTo) - Date.now()) / 86_400_000);
+  return `${who} signing certificate ${JSON.stringify(cn)} (x5t ${k.x5t}) valid until ${new Date(c.validTo).toISOString()} (in ${days} days)`;
+}
+
+/**
+ * Whether the Google provider can verify the domain's JWTs. Identity domains
+ * give their one signing key the constant kid "SIGNING_KEY", so comparing kids
+ * proves nothing: the domain JWT's signature is checked against the keys the
+ * provider holds where the operator gave them (--provider-jwks), and where those
+ * hold only thumbprints, the thumbprints of the signing certificate are compared.
+ * The domain's own JWKS says which certificate it signs with and until when.
+ */
+async function keysCheck(config: Config, token: string, provider: Jwks | undefined): Promise<Check> {
+  const url = `${config.identityDomain.url}/admin/v1/SigningCert/jwk`;
+  const jwt = jwtParts(token);
+  if (!jwt) return { name: KEYS, status: "fail", details: ["the domain's token is not a JWT"] };
+  const details: string[] = [];
+  const problems: Pick<Check, "status" | "cause" | "fix">[] = [];
+  // What the token says it was signed with: its header carries the certificate's thumbprints.
+  const signedWith: KeyInfo = {
+    x5t: typeof jwt.header.x5t === "string" ? jwt.header.x5t : undefined,
+    x5tS256: typeof jwt.header["x5t#S256"] === "string" ? jwt.header["x5t#S256"] : undefined,
+  };
+
+  const published = await domainJwks(url, config.upstream.timeoutMs);
+  let signing: KeyInfo | undefined;
+  if ("problem" in published) {
+    details.push(published.problem);
+    if (!provider && !published.refused) return { name: KEYS, status: "warn", details };
+    if (!provider) {
       return {
-        name: "identity domain keys",
+        name: KEYS,
         status: "warn",
-        details: [`GET ${url}: HTTP ${res.status}`],
+        details,
         cause: "the domain's signing keys are not public (the domain requires login for them)",
-        fix: "download them as a domain administrator (or allow public access to the signing certificate in the domain settings) and upload them to the provider with --jwk-json-path",
+        fix:
+          "download them as a domain administrator (or allow public access to the signing certificate in the domain settings) " +
+          "and upload them to the provider with --jwk-json-path",
       };
     }
-    const has = body!.keys!.some((k) => k.kid === kid);
-    return has
-      ? {
-          name: "identity domain keys",
-          status: "ok",
-          details: [
-            `${body!.keys!.length} key(s) published; the token's key ${String(kid)} is among them: upload this JWKS to the provider`,
-          ],
-        }
-      : {
-          name: "identity domain keys",
-          status: "warn",
-          details: [`the token's key ${String(kid)} is not in ${url}`],
-          cause: "the domain's keys changed or the JWKS is stale",
-          fix: "upload the current JWKS to the provider",
-        };
-  } catch (e) {
-    return { name: "identity domain keys", status: "warn", details: [`GET ${url} failed: ${(e as Error).message}`] };
+  } else {
+    const keys = published.jwks.keys.map(keyInfo);
+    signing = keys.find((k) => k.key && verifies(jwt, k.key));
+    if (signing) {
+      details.push(`${keys.length} key(s) published; the token verifies with the domain's key ${JSON.stringify(signing.kid)}`);
+      signedWith.x5t = signing.x5t ?? signedWith.x5t;
+      signedWith.x5tS256 = signing.x5tS256 ?? signedWith.x5tS256;
+    } else {
+      details.push(`${keys.length} key(s) published; none verifies the token`);
+      problems.push({
+        status: "warn",
+        cause: "the domain's published keys do not verify its own token: it may have changed its signing certificate just now",
+        fix: "run doctor again; if this stays, upload the domain's current keys to the provider",
+      });
+    }
   }
+
+  const cert = signing?.cert ? signing : undefined;
+  if (cert) {
+    details.push(certLine("the domain's", cert));
+    const left = Date.parse(cert.cert!.validTo) - Date.now();
+    if (left < EXPIRY_WARNING_DAYS * 86_400_000) {
+      problems.push({
+        status: "warn",
+        cause:
+          left <= 0
+            ? "the domain's signing certificate has expired"
+            : `the domain's signing certificate expires within ${EXPIRY_WARNING_DAYS} days: it will then sign with a new certificate (and key)`,
+        fix: `when it changes, ${uploadKeysFix(config)}`,
+      });
+    }
+  }
+
+  if (!provider) {
+    details.push(
+      "the provider's keys were not read (STS checks them below); to compare them here, save them with " +
+        `${providerCommand(config, "describe")} --format=json > provider.json and run doctor --provider-jwks provider.json`,
+    );
+  } else {
+    const held = provider.keys.map(keyInfo);
+    const usable = held.filter((k) => k.key);
+    const old: Pick<Check, "status" | "cause" | "fix"> = {
+      status: "fail",
+      cause: "the provider holds other keys than the domain signs with (an old JWKS: the domain's key id never changes)",
+      fix: uploadKeysFix(config),
+    };
+    if (usable.length) {
+      const match = usable.find((k) => verifies(jwt, k.key!));
+      if (match) details.push("the provider's keys verify the domain's token");
+      else {
+        details.push(`none of the provider's ${usable.length} key(s) verifies the domain's token`);
+        problems.push(old);
+      }
+      for (const k of usable) {
+        if (k.cert && (!cert || sameCertificate(k, cert) !== true)) details.push(certLine("the provider's", k));
+      }
+    } else {
+      // No key material, only thumbprints: compare the certificates.
+      const same = held.map((k) => sameCertificate(k, signedWith));
+      if (same.includes(true)) details.push("the provider holds the thumbprint of the domain's signing certificate");
+      else if (same.includes(false)) {
+        details.push("the provider's certificate thumbprints are not those of the domain's signing certificate");
+        problems.push(old);
+      } else {
+        details.push("the provider's JWKS has neither keys nor certificate thumbprints to compare");
+        problems.push({ status: "warn", cause: "the provider's keys cannot be compared", fix: "give doctor the provider's oidc.jwksJson" });
+      }
+    }
+  }
+
+  const worst = problems.find((p) => p.status === "fail") ?? problems[0];
+  return { name: KEYS, status: worst?.status ?? "ok", details, cause: worst?.cause, fix: worst?.fix };
 }
 
 /** Attribute-mapping hints from the claims, for the provider configuration. */

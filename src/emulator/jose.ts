@@ -19,9 +19,22 @@ export interface JwtParts {
 export function signJwt(payload: Record<string, unknown>, key: crypto.KeyObject, kid?: string): string {
   const header: Record<string, unknown> = { alg: "RS256", typ: "JWT" };
   if (kid) header.kid = kid;
+  return signJwtWithHeader(header, payload, key);
+}
+
+/** An RS256 JWT with exactly this header (its `alg` must be RS256). */
+export function signJwtWithHeader(header: Record<string, unknown>, payload: Record<string, unknown>, key: crypto.KeyObject): string {
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
   const sig = crypto.sign("sha256", Buffer.from(input), key);
   return `${input}.${b64url(sig)}`;
+}
+
+/** The X.509 thumbprints of JOSE (RFC 7517): base64url SHA-1 (`x5t`) and SHA-256 (`x5t#S256`) of the DER. */
+export function certThumbprints(der: Buffer): { x5t: string; "x5t#S256": string } {
+  return {
+    x5t: b64url(crypto.createHash("sha1").update(der).digest()),
+    "x5t#S256": b64url(crypto.createHash("sha256").update(der).digest()),
+  };
 }
 
 /** Splits and parses a compact JWT without checking it; undefined when it is not one. */

@@ -1,5 +1,6 @@
-import { type Hop, HopError, isRetryableStatus } from "../upstream/hop-error.js";
+import { type Hop, HopError, type HopErrorCode, isRetryableStatus } from "../upstream/hop-error.js";
 import { parseRetryAfter } from "../upstream/retry.js";
+import { NotJsonAnswerError } from "./transport.js";
 
 interface GaxiosLike {
   status?: number;
@@ -29,9 +30,41 @@ function rootCause(e: unknown): string | undefined {
 }
 
 /**
+ * What STS's refusal means, from its OAuth error and description: the only place
+ * that reads STS's words. STS answers 400 to nearly everything; `invalid_target`
+ * and a malformed audience parameter concern the pool or provider we named, while
+ * `invalid_grant` concerns the token we presented (its aud, iss, signature, times).
+ */
+function stsRefusal(said: string): HopErrorCode {
+  if (/invalid_target/.test(said) || /audience.*(invalid|should be)/i.test(said)) return "audience_rejected";
+  if (/issuer/i.test(said) && !/connecting/i.test(said)) return "issuer_rejected";
+  if (/audience/i.test(said)) return "audience_rejected";
+  // "Error connecting to the given credential's issuer" is how STS reports a kid it has no key for.
+  if (/signature|connecting to the given credential's issuer|jwk|key/i.test(said)) return "signature_rejected";
+  if (/stale|expired|issued at/i.test(said)) return "expired";
+  if (/attribute condition/i.test(said) || /unauthorized_client/.test(said)) return "condition_rejected";
+  return "refused";
+}
+
+/** What IAM Credentials' refusal means: its status, or Google's status name in the body. */
+function iamRefusal(status: number, said: string): HopErrorCode {
+  if (status === 403 || /PERMISSION_DENIED/.test(said)) return "permission_denied";
+  if (status === 404 || /NOT_FOUND/.test(said)) return "not_found";
+  if (status === 401) return "unauthenticated";
+  return "refused";
+}
+
+/** A refusal's code; an answer that may change on a retry (429, 5xx) is a plain refusal. */
+function refusalCode(hop: Hop, status: number, said: string): HopErrorCode {
+  if (isRetryableStatus(status)) return "refused";
+  return hop === "STS" ? stsRefusal(said) : iamRefusal(status, said);
+}
+
+/**
  * Turns what google-auth-library throws (GaxiosError, OAuth-converted errors)
  * into a HopError that names the hop and repeats what Google said: the OAuth
- * `error`/`error_description`, or Google's `error.status`/`error.message`.
+ * `error`/`error_description`, or Google's `error.status`/`error.message`, and
+ * classifies a refusal once, here, so that callers match its code.
  */
 export function googleError(hop: Hop, what: string, e: unknown): HopError {
   if (e instanceof HopError) return e;
@@ -58,7 +91,8 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
         ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}`
         : "no error details";
     return new HopError(hop, `${what}: HTTP ${status}: ${said}`, {
-      code: "refused",
+      // Only the error fields are read for the code: a proxy's HTML page says nothing about our token.
+      code: refusalCode(hop, status, code ? said : ""),
       status,
       upstreamError: code,
       retryable: isRetryableStatus(status),
@@ -66,6 +100,8 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
       cause: e,
     });
   }
+  if (e instanceof NotJsonAnswerError)
+    return new HopError(hop, `${what} failed: ${e.said}`, { code: "bad_answer", retryable: true, cause: e });
   // gaxios enforces its timeout with its own AbortController: an abort is the timeout (nothing else aborts).
   const timedOut =
     g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";

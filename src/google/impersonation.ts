@@ -1,43 +1,14 @@
-import { AuthClient, Impersonated } from "google-auth-library";
+import { Impersonated } from "google-auth-library";
 import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";
+import { TokenSourceAuthClient } from "./auth-client.js";
 import { googleError } from "./errors.js";
 import { checkLifetime } from "./sts.js";
 import type { Transport } from "./transport.js";
 
 const HOP = "impersonation" as const;
-
-/**
- * An AuthClient whose credential is the federated STS token from our own cache:
- * the source client google-auth-library's Impersonated calls IAM Credentials with.
- */
-class FederatedSourceClient extends AuthClient {
-  constructor(
-    private readonly federated: TokenSource,
-    transporter: Transport,
-    universeDomain: string,
-  ) {
-    super({ transporter: transporter as never, universe_domain: universeDomain });
-  }
-
-  async getAccessToken(): Promise<{ token: string }> {
-    return { token: (await this.federated.token()).value };
-  }
-
-  async getRequestHeaders(): Promise<Headers> {
-    const h = new Headers();
-    h.set("authorization", `Bearer ${(await this.federated.token()).value}`);
-    return h;
-  }
-
-  request: AuthClient["request"] = async (opts) => {
-    const headers = new Headers(opts.headers as ConstructorParameters<typeof Headers>[0]);
-    headers.set("authorization", `Bearer ${(await this.federated.token()).value}`);
-    return this.transporter.request({ ...opts, headers });
-  };
-}
 
 export interface ImpersonationOptions {
   serviceAccount: string;
@@ -49,7 +20,11 @@ export interface ImpersonationOptions {
 
 function impersonated(federated: TokenSource, o: ImpersonationOptions, scopes: string[], lifetimeSeconds: number): Impersonated {
   return new Impersonated({
-    sourceClient: new FederatedSourceClient(federated, o.transporter, o.universeDomain),
+    // The federated token from our own cache is the credential Impersonated calls IAM Credentials with.
+    sourceClient: new TokenSourceAuthClient(() => federated.token(), {
+      transporter: o.transporter,
+      universe_domain: o.universeDomain,
+    }),
     targetPrincipal: o.serviceAccount,
     targetScopes: scopes,
     lifetime: lifetimeSeconds,

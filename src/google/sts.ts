@@ -1,13 +1,16 @@
-// Not re-exported from the package root; stable across google-auth-library 10.x.
-import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from "../protocol.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { googleError } from "./errors.js";
+import { type StsCredentials, type StsExchangeResponse, stsCredentials } from "./gal-internals.js";
 import type { Transport } from "./transport.js";
 
 const HOP = "STS" as const;
-export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+
+/** Re-exported for the modules that still take it from here; protocol.ts defines it. */
+export { JWT_TOKEN_TYPE };
+
 const MAX_LIFETIME_S = 12 * 3600;
 
 /** Checks an `expires_in` from Google: a positive, sane number of seconds. */
@@ -32,7 +35,7 @@ export class StsTokenSource implements TokenSource {
     private readonly subject: TokenSource,
     private readonly opts: { stsUrl: string; audience: string; scopes: string[]; transporter: Transport; retry: RetryPolicy },
   ) {
-    this.sts = new StsCredentials({ tokenExchangeEndpoint: opts.stsUrl, transporter: opts.transporter });
+    this.sts = stsCredentials({ tokenExchangeEndpoint: opts.stsUrl, transporter: opts.transporter });
   }
 
   async token(): Promise<Token> {
@@ -47,13 +50,13 @@ export class StsTokenSource implements TokenSource {
     // expires_in counts from when STS answered, which is before the answer arrived:
     // count from when the request left, so that the lifetime is never overstated.
     const sent = Date.now();
-    let res: Awaited<ReturnType<StsCredentials["exchangeToken"]>>;
+    let res: StsExchangeResponse;
     try {
       res = await this.sts.exchangeToken({
-        grantType: "urn:ietf:params:oauth:grant-type:token-exchange",
+        grantType: TOKEN_EXCHANGE_GRANT,
         audience: this.opts.audience,
         scope: this.opts.scopes,
-        requestedTokenType: "urn:ietf:params:oauth:token-type:access_token",
+        requestedTokenType: ACCESS_TOKEN_TYPE,
         subjectToken: subject.value,
         subjectTokenType: JWT_TOKEN_TYPE,
       });

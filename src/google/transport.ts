@@ -1,11 +1,20 @@
-import { gaxios } from "google-auth-library";
-import type { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+import { type AuthClient, gaxios } from "google-auth-library";
 import { snippet } from "../upstream/retry.js";
 
+/** A success status whose body is not the JSON object every Google endpoint we call answers. */
+export class NotJsonAnswerError extends Error {
+  /** The message as written here: Impersonated rewrites `message` of what passes through it. */
+  readonly said: string;
+
+  constructor(message: string) {
+    super(message);
+    this.name = "NotJsonAnswerError";
+    this.said = message;
+  }
+}
+
 /** The transport type google-auth-library's clients take. */
-export type Transport = NonNullable<
-  ConstructorParameters<typeof StsCredentials>[0] extends infer O ? (O extends { transporter?: infer T } ? T : never) : never
->;
+export type Transport = NonNullable<NonNullable<ConstructorParameters<typeof AuthClient>[0]>["transporter"]>;
 
 // google-auth-library checks `instanceof` against its own copy of gaxios (the
 // CommonJS build), which it exports; importing gaxios from ESM would load a second copy.
@@ -38,7 +47,7 @@ export function transport(timeoutMs: number): Transport {
       const data = (res as { data?: unknown }).data;
       if (!data || typeof data !== "object") {
         const body = typeof data === "string" ? data : String(data);
-        throw new Error(`HTTP ${res.status} with a body that is not a JSON object: ${snippet(body, 80)}`);
+        throw new NotJsonAnswerError(`HTTP ${res.status} with a body that is not a JSON object: ${snippet(body, 80)}`);
       }
       return res;
     },

@@ -2,7 +2,17 @@ import crypto from "node:crypto";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { EmulatorRequest, EmulatorResponse, EmulatorServer } from "../core.js";
-import { decodeJwt, keyFromJwk, newRsaKey, nowSeconds, publicJwk, signJwt, verifyJwtSignature } from "../jose.js";
+import {
+  certThumbprints,
+  decodeJwt,
+  keyFromJwk,
+  newRsaKey,
+  nowSeconds,
+  publicJwk,
+  signJwt,
+  signJwtWithHeader,
+  verifyJwtSignature,
+} from "../jose.js";
 import { certSha1Fingerprint, colonHex, createCertificate, type IssuedCert, newRsaKeyAsync } from "../x509.js";
 import { type KeyResolution, verifyOciRequest } from "./httpsig.js";
 
@@ -24,6 +34,8 @@ export interface OciEmulatorOptions {
   domainTokenSeconds?: number;
   /** Allowed distance of the signed date or x-date header from the clock, default 300. */
   maxClockSkewSeconds?: number;
+  /** Validity of the identity domain's signing certificate from now, default ten years (as Oracle's). */
+  domainSigningCertSeconds?: number;
 }
 
 /** The mutable settings, exposed as group "oci" through /_emulator/settings. */
@@ -55,6 +67,8 @@ export interface OciEmulator {
   domainJwksUrl: string;
   /** "https://identity.oraclecloud.com/" */
   domainIssuer: string;
+  /** The PEM of the certificate of the key the domain signs its JWTs with (first in the JWKS's x5c). */
+  domainSigningCertPem: string;
   tenancy: string;
   region: string;
   instanceId: string;
@@ -202,6 +216,40 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
     issuer: intermediate,
     clientAuth: true,
   });
+  // The identity domain signs with a certificate of its tenant's CA and publishes both, as Oracle does.
+  const domainCa = await createCertificate({
+    subject: [
+      ["CN", "Emulated Cloud9CA"],
+      ["O", "oci2gcp emulator"],
+    ],
+    isCa: true,
+    validSeconds: 20 * 365 * 86400,
+  });
+  const domainCert = await createCertificate({
+    subject: [
+      ["CN", "sslDomains"],
+      ["CN", "Cloud9"],
+      ["CN", "idcs-emulator"],
+    ],
+    issuer: domainCa,
+    key: domainKey,
+    validSeconds: opts.domainSigningCertSeconds ?? 10 * 365 * 86400,
+  });
+  const domainThumbprints = certThumbprints(domainCert.der);
+  // Oracle's header and JWK field order; no `typ`, and `key_ops` rather than `use`.
+  const domainJwtHeader = { ...domainThumbprints, kid: DOMAIN_KID, alg: "RS256" };
+  const { n, e } = publicJwk(domainKey);
+  const domainJwk = {
+    kty: "RSA",
+    "x5t#S256": domainThumbprints["x5t#S256"],
+    e,
+    x5t: domainThumbprints.x5t,
+    kid: DOMAIN_KID,
+    x5c: [domainCert.der.toString("base64"), domainCa.der.toString("base64")],
+    key_ops: ["encrypt", "sign"],
+    alg: "RS256",
+    n,
+  };
   const issuedLeaves = new Map<string, IssuedCert>([[leaf.der.toString("base64"), leaf]]);
   const apiKeyUsers = new Map<string, ApiKeyUser>();
   let userCounter = 0;
@@ -485,7 +533,7 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
         auth_via: p.via === "apiKey" ? "api_key" : "session_token",
       });
     }
-    const access = signJwt(claims, domainKey, DOMAIN_KID);
+    const access = signJwtWithHeader(domainJwtHeader, claims, domainKey);
     return {
       status: 200,
       headers: { "content-type": "application/json", "cache-control": "no-store", pragma: "no-cache" },
@@ -495,7 +543,7 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
 
   server.route(ENDPOINTS.jwks, "GET", /^\/admin\/v1\/SigningCert\/jwk$/, () => ({
     status: 200,
-    body: { keys: [publicJwk(domainKey, DOMAIN_KID)] },
+    body: { keys: [domainJwk] },
   }));
 
   // ---- OKE proxymux (separate HTTPS listener) -----------------------------------------------
@@ -590,6 +638,7 @@ export async function registerOci(server: EmulatorServer, opts: OciEmulatorOptio
     domainUrl,
     domainJwksUrl: `${base}/admin/v1/SigningCert/jwk`,
     domainIssuer: DOMAIN_ISSUER,
+    domainSigningCertPem: domainCert.certPem,
     tenancy,
     region,
     instanceId,

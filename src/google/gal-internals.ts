@@ -1,0 +1,30 @@
+/**
+ * What we take from google-auth-library beyond its public entry point, in one
+ * place. test/google/gal-internals.test.ts checks each piece against the
+ * installed library, so that an upgrade which moves or changes one fails there,
+ * by name, rather than somewhere in the STS hop.
+ */
+
+// StsCredentials (the RFC 8693 token exchange behind the library's external-account
+// clients) is not exported from the package root. The package has no "exports" map,
+// so its build path can be imported; it has been stable across 10.x.
+import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+
+export type { StsCredentials };
+
+type ConstructionOptions = Exclude<ConstructorParameters<typeof StsCredentials>[0], string | URL | undefined>;
+
+/** The request exchangeToken takes, and what it resolves to. */
+export type StsExchangeRequest = Parameters<StsCredentials["exchangeToken"]>[0];
+export type StsExchangeResponse = Awaited<ReturnType<StsCredentials["exchangeToken"]>>;
+
+/**
+ * A token-exchange client that POSTs to `tokenExchangeEndpoint` with `transporter`
+ * (no client authentication: the subject token is the only credential).
+ */
+export function stsCredentials(o: {
+  tokenExchangeEndpoint: string;
+  transporter: NonNullable<ConstructionOptions["transporter"]>;
+}): StsCredentials {
+  return new StsCredentials({ tokenExchangeEndpoint: o.tokenExchangeEndpoint, transporter: o.transporter });
+}
