@@ -27,7 +27,7 @@ async function recorder(t: Tap.Test, answer: (path: string) => unknown) {
 }
 
 declare namespace Tap {
-  type Test = typeof t;
+  type Test = import("tap").Test;
 }
 
 function rotating(): { source: () => Promise<Token>; calls: () => number } {

@@ -49,7 +49,7 @@ async function fakeSts(t: Tap.Test, status: number, answer: unknown) {
 }
 
 declare namespace Tap {
-  type Test = typeof t;
+  type Test = import("tap").Test;
 }
 
 const request = {
