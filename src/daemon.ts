@@ -2,6 +2,7 @@ import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
+import { socketGid } from "./access/accounts.js";
 import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
@@ -119,7 +120,8 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       socketServer!.listen(p, () => resolve());
     });
     fs.chmodSync(p, parseInt(config.server.socketMode, 8));
-    log.info({ socket: p, mode: config.server.socketMode }, "listening on a Unix socket");
+    if (config.server.socketGroup !== undefined) fs.chownSync(p, -1, await socketGid(config.server.socketGroup));
+    log.info({ socket: p, mode: config.server.socketMode, group: config.server.socketGroup }, "listening on a Unix socket");
   }
   log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
 

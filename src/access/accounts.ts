@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { ConfigError } from "../config/config-error.js";
 
 /**
  * Linux users and groups as the files databases list them (/etc/passwd and
@@ -148,4 +149,17 @@ export class AccountsDatabase {
     if (gid === undefined) throw new UnknownAccountError("group", group, setting, this.files.group);
     return gid;
   }
+}
+
+/** The gid of `server.socketGroup` (a name or digits); a name the group file does not know is a ConfigError. */
+export async function socketGid(group: string, files: AccountFiles = {}): Promise<number> {
+  if (/^\d+$/.test(group)) return Number(group);
+  const db = await AccountsDatabase.read(files);
+  const gid = db.gidOf(group);
+  if (gid === undefined) {
+    throw new ConfigError([
+      `server.socketGroup: no group named ${JSON.stringify(group)} in ${db.files.group}; fix the name or give its gid`,
+    ]);
+  }
+  return gid;
 }

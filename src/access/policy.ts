@@ -1,4 +1,4 @@
-import { ConfigError } from "../config/config.js";
+import { ConfigError } from "../config/config-error.js";
 import { type AccountFiles, AccountsDatabase, isId, UnknownAccountError } from "./accounts.js";
 
 /**

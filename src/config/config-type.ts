@@ -8,15 +8,17 @@
 import type { SETTING_TABLE, Setting } from "./settings.js";
 
 /** The value type of a setting, from its `type` (and its `values` for an enum). */
-type ValueOf<S> = S extends { type: "int" }
-  ? number
-  : S extends { type: "bool" }
-    ? boolean
-    : S extends { type: "list" }
-      ? string[]
-      : S extends { type: "enum"; values: readonly (infer V)[] }
-        ? V
-        : string;
+type ValueOf<S> = S extends { type: "json" }
+  ? unknown
+  : S extends { type: "int" }
+    ? number
+    : S extends { type: "bool" }
+      ? boolean
+      : S extends { type: "list" }
+        ? string[]
+        : S extends { type: "enum"; values: readonly (infer V)[] }
+          ? V
+          : string;
 /** A loaded configuration always has the settings with a default, the required ones and the derived ones. */
 type AlwaysSet<S> = S extends { default: unknown } | { required: object } | { derivedFrom: string } ? true : false;
 type Leaf<S> = S extends { path: `${string}.${string}` } ? never : S;

@@ -30,6 +30,8 @@ function typeOf(s: Setting): string {
       return "enum";
     case "string":
       return "string";
+    case "json":
+      return "JSON";
   }
 }
 
@@ -44,6 +46,7 @@ function descriptionOf(s: Setting): string {
   const parts = [s.doc];
   if (s.type === "enum" && s.values) parts.push(`One of: ${s.values.map(code).join(", ")}.`);
   if (s.type === "list") parts.push("A JSON array in the config file, comma separated in the environment.");
+  if (s.type === "json") parts.push("In the config file only.");
   return parts.join(" ");
 }
 

@@ -4,6 +4,7 @@
  * about values can be tested with plain objects.
  */
 import path from "node:path";
+import { validateAccess } from "../access/policy.js";
 import { ConfigError } from "./config-error.js";
 import { alwaysSet, type Config } from "./config-type.js";
 import { isLoopbackHost, normaliseListenHost } from "./host.js";
@@ -138,6 +139,8 @@ function coerce(s: Setting, v: unknown, problems: string[], origin: string, inFi
       }
       return (items as string[]).map((x) => x.trim()).filter(Boolean);
     }
+    case "json":
+      return v;
     case "enum":
       if (typeof v !== "string" || !s.values!.includes(v.trim())) {
         problems.push(`${s.path} (${origin}) is ${JSON.stringify(v)}; it must be one of: ${s.values!.join(", ")}`);
@@ -157,7 +160,9 @@ function merge(src: RawConfigSources, problems: string[]): Config {
   const fileName = src.file?.name;
   const out: Raw = {};
   const known = new Set(SETTINGS.map((s) => s.path));
-  for (const p of leafPaths(file)) {
+  // A JSON setting's value is whole: an object given there is not a group of settings.
+  const whole = new Set(SETTINGS.filter((s) => s.type === "json").map((s) => s.path));
+  for (const p of leafPaths(file, "", whole)) {
     if (known.has(p)) continue;
     if ([...known].some((k) => k.startsWith(`${p}.`))) {
       // A group given a value: the settings under it would be silently left at their defaults.
@@ -185,11 +190,11 @@ function merge(src: RawConfigSources, problems: string[]): Config {
   return out as unknown as Config;
 }
 
-function leafPaths(o: Raw, prefix = ""): string[] {
+function leafPaths(o: Raw, prefix = "", whole: ReadonlySet<string> = new Set()): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(o)) {
     const p = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...leafPaths(v as Raw, p));
+    if (v && typeof v === "object" && !Array.isArray(v) && !whole.has(p)) out.push(...leafPaths(v as Raw, p, whole));
     else out.push(p);
   }
   return out;
@@ -343,6 +348,11 @@ function validate(c: Config, problems: string[]): void {
   if (c.server.port > 65535) problems.push(`server.port must be at most 65535, got ${c.server.port}`);
   if (!/^0?[0-7]{3}$/.test(c.server.socketMode))
     problems.push(`server.socketMode must be an octal file mode such as 0660, got ${JSON.stringify(c.server.socketMode)}`);
+  const access = validateAccess({ rules: c.access.rules, socketRule: c.access.socketRule }, c.google.serviceAccounts);
+  problems.push(...access.problems);
+  if (c.server.socketGroup !== undefined && !/^(\d+|[A-Za-z_][A-Za-z0-9_.-]*\$?)$/.test(c.server.socketGroup)) {
+    problems.push(`server.socketGroup must be a group name or a numeric gid, got ${JSON.stringify(c.server.socketGroup)}`);
+  }
   if (c.server.maxCachedVariants < 1) problems.push("server.maxCachedVariants must be at least 1");
   if (c.cache.minRemainingSeconds >= c.cache.renewBeforeSeconds) {
     problems.push(

@@ -4,7 +4,8 @@
  * validation, `--help` and the config reference in the README all read this.
  */
 
-export type SettingType = "string" | "int" | "bool" | "list" | "enum";
+/** `json`: any JSON value, given in the config file only (structures with no environment or flag form); checked by its owner. */
+export type SettingType = "string" | "int" | "bool" | "list" | "enum" | "json";
 
 export interface Setting {
   /** Dotted path in the JSON config file, e.g. "google.audience". */
@@ -247,6 +248,13 @@ export const SETTING_TABLE = [
     default: 256,
     doc: "Bound on cached scope sets and ID-token audiences per service account.",
   },
+  // Per-user access
+  {
+    path: "server.socketGroup",
+    env: ["OCI2GCP_SOCKET_GROUP"],
+    type: "string",
+    doc: "Group of the Unix socket file (a name or a numeric gid); with server.socketMode it decides who may connect to the socket.",
+  },
   // Token file
   {
     path: "tokenFile.path",
@@ -305,6 +313,23 @@ export const SETTING_TABLE = [
     type: "int",
     default: 3,
     doc: "Attempts per upstream call on network errors, 5xx and 429.",
+  },
+  // Per-user access
+  {
+    path: "access.rules",
+    env: [],
+    type: "json",
+    doc:
+      'Which local users may obtain which service accounts\' tokens: a list of rules like { "users": ["alice", 1001], "groups": ["etl"], ' +
+      '"serviceAccounts": ["etl@PROJECT.iam.gserviceaccount.com"], "subjectToken": false, "name": "etl" }. The first rule naming the caller ' +
+      "(or one of its groups) applies and its first account is the caller's default; callers no rule names are refused. " +
+      "Without rules every local user may obtain everything.",
+  },
+  {
+    path: "access.socketRule",
+    env: [],
+    type: "json",
+    doc: "The rule (its index in access.rules, or its name) whose accounts the Unix socket serves; without it the socket serves nobody once there are rules.",
   },
   // Logging
   {

@@ -29,7 +29,7 @@ t.test("every setting has a row with its path, variables, flag and default", asy
     t.equal(c.length, 6, `${s.path}: six cells`);
     t.equal(c[0], `\`${s.path}\``, `${s.path}: path`);
     t.same(
-      c[1]!.split(", "),
+      c[1] ? c[1].split(", ") : [],
       s.env.map((e) => `\`${e}\``),
       `${s.path}: environment variables`,
     );
