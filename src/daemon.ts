@@ -124,6 +124,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     log.info({ socket: p, mode: config.server.socketMode, group: config.server.socketGroup }, "listening on a Unix socket");
   }
   log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
+  log.info(app.access.policy.describe({ unixSocket: !!config.server.socketPath }));
 
   let sink: TokenFileSink | undefined;
   if (config.tokenFile.path) {

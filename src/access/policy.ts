@@ -213,7 +213,13 @@ export class Policy {
     private readonly everything: Grant | undefined,
     private readonly socket: Grant | undefined,
     private readonly groupsOf: (uid: number) => ReadonlySet<number>,
+    private readonly nameOf: (uid: number) => string | undefined = () => undefined,
   ) {}
+
+  /** The user name of a uid, as the user database read for the rules lists it (for log lines); undefined without rules. */
+  userName(uid: number): string | undefined {
+    return this.nameOf(uid);
+  }
 
   /** No rules: every caller may have every configured account and the subject token. */
   static open(serviceAccounts: readonly string[]): Policy {
@@ -252,7 +258,16 @@ export class Policy {
     if (problems.length) return { problems };
     const s = settings.socketRule;
     const socket = s === undefined ? undefined : rules.find((r, i) => (typeof s === "number" ? i === s : r.grant.ruleName === s))?.grant;
-    return { policy: new Policy(rules, undefined, socket, (uid) => db.groupsOf(uid)), problems: [] };
+    return {
+      policy: new Policy(
+        rules,
+        undefined,
+        socket,
+        (uid) => db.groupsOf(uid),
+        (uid) => db.userName(uid),
+      ),
+      problems: [],
+    };
   }
 
   /**

@@ -2,9 +2,11 @@ import http from "node:http";
 import os from "node:os";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from "fastify";
+import { Policy } from "../access/policy.js";
 import type { Chain } from "../chain.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log.js";
+import { AccessControl, accessHook } from "./access.js";
 import { UpstreamBudget } from "./budget.js";
 import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
@@ -36,23 +38,39 @@ declare module "fastify" {
      * `handle()` before `app.routing()`; the daemon disables it when shutting down.
      */
     readonly fastPath: FastPath;
+    /** Who may have what: the access rules, and each connection's caller. */
+    readonly access: AccessControl;
   }
 }
 
-/** Who a request comes from, for the flood guard and the upstream budget (see clientKeyOf). */
+/** Who a request comes from, for the flood guard and the upstream budget: its uid when identified, else see clientKeyOf. */
 function clientKey(req: FastifyRequest): string {
-  return clientKeyOf(req.ip);
+  return req.caller?.key ?? clientKeyOf(req.ip);
 }
 
 const KEEP_ALIVE_MS = 72_000;
 
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
-export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
+export async function buildApp(opts: {
+  config: Config;
+  chain: Chain;
+  logger: Logger;
+  metrics?: Metrics;
+  /** The access rules; by default those of the config (which reads the user and group files when there are rules). */
+  access?: AccessControl;
+}): Promise<FastifyInstance> {
   const { config, chain } = opts;
+  const access =
+    opts.access ??
+    new AccessControl({
+      policy: await Policy.fromConfig(config.access, config.google.serviceAccounts),
+      logger: opts.logger,
+      refused: (reason) => opts.metrics?.refused(reason),
+    });
   const debugLogging = opts.logger.isLevelEnabled("debug");
   const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
   const flood = new FloodCounter(config.server.maxRequestsPerMinute, 60_000, 10_000);
-  const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics });
+  const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics, access });
   // At debug level every request is logged, which only Fastify's hooks do.
   if (debugLogging) fast.disable();
   const app: FastifyInstance = Fastify({
@@ -116,11 +134,16 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
   const routes: { method: string; url: string }[] = [];
   app.decorate("servedRoutes", routes);
   app.decorate("fastPath", fast);
+  app.decorate("access", access);
+  app.decorateRequest("caller", null as unknown as FastifyRequest["caller"]);
+  // Each TCP connection is identified as it is accepted, once (see AccessControl).
+  app.server.on("connection", (socket) => access.connected(socket));
   app.addHook("onRoute", (r) => {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
   app.addHook("onRequest", makeGuard(refusal));
+  app.addHook("onRequest", accessHook(access));
   await app.register(rateLimit, {
     // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.
     global: flood.max > 0,
@@ -142,8 +165,9 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     universeDomain: config.google.universeDomain,
     admit,
     limits: LIMITS,
+    access,
   });
-  await app.register(subjectTokenPlugin, { chain, admit });
+  await app.register(subjectTokenPlugin, { chain, admit, access });
   await app.register(opsPlugin, { chain, startedAt: Date.now() });
 
   app.get("/", (_req, reply) => text(reply, "computeMetadata/\n"));

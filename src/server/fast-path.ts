@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import type { Chain } from "../chain.js";
 import { METADATA_ROOT } from "../protocol.js";
 import type { Token } from "../token/token-source.js";
+import type { AccessControl } from "./access.js";
 import { clientKeyOf, type FloodCounter } from "./flood.js";
 import { accountNames, TOKEN_ROUTE } from "./metadata.js";
 import type { Metrics } from "./metrics.js";
@@ -14,6 +15,8 @@ export interface FastPathOptions {
   refusal: (h: IncomingHttpHeaders, url: string) => string | undefined;
   flood: FloodCounter;
   metrics?: Metrics;
+  /** The access rules: the caller of the connection must be known and allowed the account, else Fastify answers. */
+  access: AccessControl;
 }
 
 export interface FastPath {
@@ -37,6 +40,9 @@ const BASE = `${METADATA_ROOT}/instance/service-accounts/`;
 export function makeFastPath(o: FastPathOptions): FastPath {
   const accountOf = new Map<string, string>();
   for (const [name, account] of accountNames(o.chain)) accountOf.set(`${BASE}${name}/token`, account);
+  const defaultUrl = `${BASE}default/token`;
+  const hasAccounts = o.chain.accounts.length > 0;
+  const access = o.access;
   let enabled = true;
   // The answer changes only with the token and, once a second, expires_in: its body
   // and header lines (flat name, value pairs, as writeHead takes them) are built then.
@@ -56,13 +62,22 @@ export function makeFastPath(o: FastPathOptions): FastPath {
     handle(req, res) {
       if (!enabled || req.method !== "GET") return false;
       const url = req.url!;
-      const account = accountOf.get(url);
+      let account = accountOf.get(url);
       if (account === undefined) return false;
+      // The same decision as the routes: with rules, only a known caller, for an account of its
+      // rule, whose first token of it was noted; everything else is Fastify's to answer or refuse.
+      const caller = access.known(req.socket);
+      const grant = caller?.grant;
+      if (!grant) return false;
+      if (hasAccounts) {
+        if (url === defaultUrl) account = grant.defaultAccount ?? account;
+        if (!grant.allows(account) || !access.audited(caller!, account, "access")) return false;
+      } else if (!grant.subjectToken) return false;
       const h = req.headers;
       if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined) return false;
       if (o.refusal(h, url) !== undefined) return false;
       const started = performance.now();
-      key = clientKeyOf(req.socket.remoteAddress);
+      key = caller!.key ?? clientKeyOf(req.socket.remoteAddress);
       const token = o.chain.cachedAccessToken(account, admit);
       if (!token) return false;
       const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);

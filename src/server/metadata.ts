@@ -4,6 +4,7 @@ import { METADATA_ROOT } from "../protocol.js";
 import type { Admission } from "../token/cache.js";
 import { BackoffError } from "../token/errors.js";
 import { type Hop, HopError } from "../upstream/hop-error.js";
+import type { AccessControl, Caller } from "./access.js";
 import { accessTokenBody, describeFailure, failText, JSON_TYPE, json, metadataHeaders, notFound, redirect, text } from "./respond.js";
 
 export interface MetadataOptions {
@@ -14,6 +15,8 @@ export interface MetadataOptions {
   /** Asked before a request may start new upstream calls; false means 429. */
   admit: (req: FastifyRequest) => Admission<Hop>;
   limits: { maxScopes: number; maxScopeLength: number; maxAudienceLength: number };
+  /** Who may have which accounts (each request's caller is found by its hook). */
+  access: AccessControl;
 }
 
 type Q = Record<string, string | string[] | undefined>;
@@ -112,11 +115,16 @@ export function accountNames(chain: Chain): Map<string, string> {
   return names;
 }
 
-/** `default` and every configured email, each with what the metadata server says of it. */
-function accountsView(o: { chain: Chain }): { email: string; aliases: string[] }[] {
+/**
+ * `default` and every email the caller may have (every configured one without
+ * a caller, or with no rules), each with what the metadata server says of it:
+ * the caller's default first.
+ */
+function accountsView(o: { chain: Chain }, caller?: Caller): { email: string; aliases: string[] }[] {
   const accts = o.chain.accounts;
   if (accts.length === 0) return [{ email: FEDERATED_ACCOUNT, aliases: ["default"] }];
-  return accts.map((email, i) => ({ email, aliases: i === 0 ? ["default"] : [] }));
+  const mine = caller?.grant ? caller.grant.accounts : accts;
+  return mine.map((email, i) => ({ email, aliases: i === 0 ? ["default"] : [] }));
 }
 
 /**
@@ -129,35 +137,63 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
 
   /** The account name the chain knows: the federated identity is its `default`. */
   const names = accountNames(o.chain);
-  const chainAccount = (name: string) => names.get(name) ?? name;
+  /** The account the chain knows: the caller's default for `default` (the federated identity without accounts). */
+  const chainAccount = (caller: Caller, name: string) =>
+    name === "default" && o.chain.accounts.length > 0 ? (caller.grant?.defaultAccount ?? "default") : (names.get(name) ?? name);
 
-  const lookup = (name: string) => {
-    const all = accountsView(o);
-    if (name === "default") return all[0];
-    return all.find((a) => a.email === name);
+  type P = { Params: { account: string } };
+  type Account = { email: string; aliases: string[] };
+  /**
+   * The account a request names, as its caller sees it; "refused" (with the 403
+   * sent) for a configured account outside the caller's rule, or for the
+   * federated identity to a caller without the subject token; undefined when
+   * there is no such account.
+   */
+  const lookup = (req: FastifyRequest, reply: FastifyReply, name: string): Account | "refused" | undefined => {
+    const caller = req.caller;
+    if (o.chain.accounts.length === 0 && (name === "default" || name === FEDERATED_ACCOUNT)) {
+      const why = o.access.subjectRefusal(caller);
+      if (why !== undefined) {
+        o.access.refuse(reply, "subject-token", why);
+        return "refused";
+      }
+    }
+    const mine = accountsView(o, caller);
+    if (name === "default") return mine[0];
+    const found = mine.find((a) => a.email === name);
+    if (found || !o.chain.accounts.includes(name)) return found;
+    o.access.refuse(reply, "account", o.access.accountRefusal(caller, name) ?? `Request refused: ${caller.who} may not obtain ${name}`);
+    return "refused";
+  };
+  /** `lookup` for routes that answer with the account: the 404 for an unknown one is sent here too. */
+  const found = (req: FastifyRequest<P>, reply: FastifyReply): Account | undefined => {
+    const a = lookup(req, reply, req.params.account);
+    if (a === undefined) notFound(reply);
+    return a === "refused" ? undefined : a;
   };
 
   app.get("/computeMetadata", (req, reply) => redirect(reply, req.url, "/computeMetadata/"));
   app.get("/computeMetadata/", (_req, reply) => text(reply, "v1/\n"));
   app.get(METADATA_ROOT, (req, reply) => redirect(reply, req.url, `${METADATA_ROOT}/`));
   app.get(`${METADATA_ROOT}/`, (req, reply) => {
-    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveRoot());
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveRoot(req.caller));
     return text(reply, "instance/\noslogin/\nproject/\nuniverse/\n");
   });
 
-  const recursiveInstance = () => ({
-    serviceAccounts: Object.fromEntries([["default", saJson(accountsView(o)[0]!)], ...accountsView(o).map((a) => [a.email, saJson(a)])]),
-  });
+  const recursiveInstance = (caller: Caller) => {
+    const mine = accountsView(o, caller);
+    return { serviceAccounts: Object.fromEntries([["default", saJson(mine[0]!)], ...mine.map((a) => [a.email, saJson(a)])]) };
+  };
   const recursiveProject = () => ({ numericProjectId: Number(o.projectNumber), projectId: o.projectId ?? "" });
-  const recursiveRoot = () => ({
-    instance: recursiveInstance(),
+  const recursiveRoot = (caller: Caller) => ({
+    instance: recursiveInstance(caller),
     oslogin: {},
     project: recursiveProject(),
     universe: { universeDomain: o.universeDomain },
   });
 
   const instance = (req: FastifyRequest, reply: FastifyReply) => {
-    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance());
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance(req.caller));
     return text(reply, "service-accounts/\n");
   };
   app.get(`${METADATA_ROOT}/instance`, instance);
@@ -187,39 +223,38 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   const base = `${METADATA_ROOT}/instance/service-accounts`;
   app.get(base, (req, reply) => redirect(reply, req.url, `${base}/`));
   app.get(`${base}/`, (req, reply) => {
-    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance().serviceAccounts);
-    const names = ["default", ...accountsView(o).map((a) => a.email)];
+    if (isTrue(one(req.query as Q, "recursive"))) return json(reply, recursiveInstance(req.caller).serviceAccounts);
+    const names = ["default", ...accountsView(o, req.caller).map((a) => a.email)];
     return text(reply, names.map((n) => `${n}/\n`).join(""));
   });
 
-  type P = { Params: { account: string } };
   app.get<P>(`${base}/:account`, (req, reply) => {
-    if (!lookup(req.params.account)) return notFound(reply);
+    if (!found(req, reply)) return reply;
     return redirect(reply, req.url, `${base}/${encodeURIComponent(req.params.account).replace(/%40/g, "@")}/`);
   });
   app.get<P>(`${base}/:account/`, (req, reply) => {
-    const a = lookup(req.params.account);
-    if (!a) return notFound(reply);
+    const a = found(req, reply);
+    if (!a) return reply;
     if (isTrue(one(req.query as Q, "recursive"))) return json(reply, saJson(a));
     return text(reply, "aliases\nemail\nidentity\nscopes\ntoken\n");
   });
   app.get<P>(`${base}/:account/email`, (req, reply) => {
-    const a = lookup(req.params.account);
-    return a ? text(reply, a.email) : notFound(reply);
+    const a = found(req, reply);
+    return a ? text(reply, a.email) : reply;
   });
   app.get<P>(`${base}/:account/aliases`, (req, reply) => {
-    const a = lookup(req.params.account);
+    const a = found(req, reply);
     // One alias a line with no final newline: `default`, as the real server answers.
-    return a ? text(reply, a.aliases.join("\n")) : notFound(reply);
+    return a ? text(reply, a.aliases.join("\n")) : reply;
   });
   app.get<P>(`${base}/:account/scopes`, (req, reply) => {
-    const a = lookup(req.params.account);
-    return a ? text(reply, scopesText(o.chain.defaultScopes)) : notFound(reply);
+    const a = found(req, reply);
+    return a ? text(reply, scopesText(o.chain.defaultScopes)) : reply;
   });
 
   app.get<P>(`${base}/:account/token`, async (req, reply) => {
-    const a = lookup(req.params.account);
-    if (!a) return notFound(reply);
+    const a = found(req, reply);
+    if (!a) return reply;
     const raw = one(req.query as Q, "scopes");
     let scopes: string[] | undefined;
     if (raw !== undefined) {
@@ -229,7 +264,9 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
       }
     }
     try {
-      const t = await o.chain.accessToken({ account: chainAccount(req.params.account), scopes, admit: o.admit(req) });
+      const account = chainAccount(req.caller, req.params.account);
+      const t = await o.chain.accessToken({ account, scopes, admit: o.admit(req) });
+      o.access.obtained(req.caller, a.email, "access");
       return metadataHeaders(reply, JSON_TYPE).send(accessTokenBody(t));
     } catch (e) {
       if (scopes && refusedScopes(e, o.chain.accounts.length ? "impersonation" : "STS")) {
@@ -244,8 +281,8 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
   });
 
   app.get<P>(`${base}/:account/identity`, async (req, reply) => {
-    const a = lookup(req.params.account);
-    if (!a) return notFound(reply);
+    const a = found(req, reply);
+    if (!a) return reply;
     const q = req.query as Q;
     const audience = rawAudience(req.url);
     if (!audience) return text(reply, "non-empty audience parameter required\n", 400);
@@ -257,7 +294,8 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     const licenses = one(q, "licenses");
     if (licenses !== undefined && !/^(true|false)$/i.test(licenses)) return text(reply, "licenses must be TRUE or FALSE\n", 400);
     try {
-      const t = await o.chain.idToken({ account: chainAccount(req.params.account), audience, format, admit: o.admit(req) });
+      const t = await o.chain.idToken({ account: chainAccount(req.caller, req.params.account), audience, format, admit: o.admit(req) });
+      o.access.obtained(req.caller, a.email, "id");
       return text(reply, t.value);
     } catch (e) {
       return failText(reply, e);

@@ -44,6 +44,7 @@ export class Metrics {
   private readonly refreshes: client.Counter<"hop" | "outcome">;
   private readonly refreshDuration: client.Histogram<"hop">;
   private readonly lastSuccess: client.Gauge<"hop">;
+  private readonly refusals: client.Counter<"reason">;
   private chain?: Chain;
   private readonly tallies: Tally[] = [];
 
@@ -91,6 +92,12 @@ export class Metrics {
       name: "oci2gcp_token_last_refresh_timestamp_seconds",
       help: "Unix time of the last successful token refresh, by hop.",
       labelNames: ["hop"],
+      registers,
+    });
+    this.refusals = new client.Counter({
+      name: "oci2gcp_access_refusals_total",
+      help: "Requests refused by the access rules, by reason: unidentified, no-rule, account, subject-token.",
+      labelNames: ["reason"],
       registers,
     });
     const self = this;
@@ -158,6 +165,11 @@ export class Metrics {
       if (e.ok) this.lastSuccess.set({ hop }, Date.now() / 1000);
     },
   };
+
+  /** Counts a request the access rules refused. */
+  refused(reason: string): void {
+    this.refusals.inc({ reason });
+  }
 
   /** Counts an answered request: `route` is its route template (or "unmatched"). */
   observeRequest(route: string, method: string, status: number, seconds: number): void {

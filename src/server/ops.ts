@@ -2,7 +2,20 @@ import type { FastifyInstance } from "fastify";
 import type { Chain } from "../chain.js";
 import { scrub } from "../log.js";
 import { STATUS_PATH } from "../protocol.js";
+import type { Caller } from "./access.js";
 import { describeFailure, json, text } from "./respond.js";
+
+/**
+ * Whether a caller may see a cache entry: an account's entries (the key begins
+ * with its email) to callers that may have the account, the others (the
+ * subject token and the hops before it) to callers that may have the subject token.
+ */
+function shows(caller: Caller, key: string): boolean {
+  const g = caller.grant;
+  if (!g) return false;
+  const first = key.split(" ", 1)[0]!;
+  return first.includes("@") ? g.allows(first) : g.subjectToken;
+}
 
 /** Liveness, readiness and the cache status (kinds, keys, times; never tokens). */
 export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; startedAt: number }): Promise<void> {
@@ -20,9 +33,10 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
     }
   });
 
-  app.get(STATUS_PATH, (_req, reply) => {
+  app.get(STATUS_PATH, (req, reply) => {
     const now = Date.now();
-    const caches = o.chain.states().map(({ kind, state }) => ({
+    const mine = o.chain.states().filter(({ state }) => shows(req.caller, state.key));
+    const caches = mine.map(({ kind, state }) => ({
       kind,
       hop: state.label,
       key: state.key,
@@ -33,6 +47,7 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
       lastError: state.lastError === undefined ? null : scrub(state.lastError),
       lastErrorAt: state.lastErrorAt ? new Date(state.lastErrorAt).toISOString() : null,
     }));
-    return json(reply, { startedAt: new Date(o.startedAt).toISOString(), accounts: o.chain.accounts, caches });
+    const accounts = o.chain.accounts.filter((a) => req.caller.grant?.allows(a));
+    return json(reply, { startedAt: new Date(o.startedAt).toISOString(), accounts, caches });
   });
 }

@@ -3,11 +3,14 @@ import type { Chain } from "../chain.js";
 import { JWT_TOKEN_TYPE, SUBJECT_TOKEN_PATH } from "../protocol.js";
 import type { Admission } from "../token/cache.js";
 import type { Hop } from "../upstream/hop-error.js";
+import type { AccessControl } from "./access.js";
 import { describeFailure, json, text } from "./respond.js";
 
 export interface SubjectTokenOptions {
   chain: Chain;
   admit: (req: FastifyRequest) => Admission<Hop>;
+  /** Who may have the subject token: with rules, only callers whose rule has subjectToken. */
+  access: AccessControl;
 }
 
 /**
@@ -21,8 +24,11 @@ export async function subjectTokenPlugin(app: FastifyInstance, o: SubjectTokenOp
     if (format !== "json" && format !== "text" && format !== "executable") {
       return text(reply, `oci2gcp: format must be json, text or executable, not ${JSON.stringify(format).slice(0, 40)}\n`, 400);
     }
+    const why = o.access.subjectRefusal(req.caller);
+    if (why !== undefined) return o.access.refuse(reply, "subject-token", why);
     try {
       const t = await o.chain.subjectToken(o.admit(req));
+      o.access.obtained(req.caller, "subject", "subject");
       const now = Date.now();
       const expiresIn = Math.floor((t.expiresAt - now) / 1000);
       if (format === "text") return text(reply, t.value);
