@@ -273,7 +273,8 @@ t.test("STS rejections", async (t) => {
       stsForm({ audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/nope" }),
     ),
     "invalid_target",
-    'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.',
+    'The target service indicated by the "audience" parameters is invalid. ' +
+      "This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
   );
   stsRejects(
     t,
