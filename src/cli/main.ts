@@ -1,4 +1,5 @@
 import { SETTINGS } from "../config/settings.js";
+import { UsageError } from "./args.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   serve: {
@@ -69,5 +70,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`oci2gcp: unknown command ${JSON.stringify(cmd)}\n\n${usage()}`);
     return 2;
   }
-  return c.run(rest);
+  try {
+    return await c.run(rest);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`oci2gcp: ${e.message}; see 'oci2gcp ${cmd} --help'\n`);
+    return 2;
+  }
 }

@@ -87,6 +87,8 @@ export interface GoogleEmulator {
   uniqueId(email: string): string;
   /** The principal an STS exchange of a token with this `sub` represents. */
   principalFor(subject: string): string;
+  /** Lets the pool principals impersonate one more service account (once a config names it). */
+  addServiceAccount(email: string): void;
 }
 
 interface TokenRecord extends TokenInfo {
@@ -249,10 +251,11 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     return `1${(n % 10n ** 20n).toString().padStart(20, "0")}`;
   };
   const accounts = new Map<string, string>();
-  for (const sa of opts.serviceAccounts) {
+  const addServiceAccount = (sa: string) => {
     accounts.set(sa.toLowerCase(), sa);
     accounts.set(uniqueId(sa), sa);
-  }
+  };
+  for (const sa of opts.serviceAccounts) addServiceAccount(sa);
 
   // Signing key for the ID tokens, published at /oauth2/v3/certs (JWK) and /oauth2/v1/certs (X.509).
   const { privateKey: signingKey } = await promisify(crypto.generateKeyPair)("rsa", { modulusLength: 2048 });
@@ -676,5 +679,6 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     },
     uniqueId,
     principalFor,
+    addServiceAccount,
   };
 }
