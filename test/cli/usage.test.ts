@@ -15,8 +15,14 @@ async function cli(argv: string[], env: Record<string, string> = {}): Promise<{ 
   const err = process.stderr.write;
   let stdout = "";
   let stderr = "";
-  process.stdout.write = ((s: string) => ((stdout += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((stderr += s), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string) => {
+    stdout += s;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => {
+    stderr += s;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const code = await main(argv);
     return { code, stdout, stderr };
