@@ -26,6 +26,10 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: "run the daemon against built-in emulated OCI and Google clouds",
     run: async (a) => (await import("./demo.js")).demo(a),
   },
+  intercept: {
+    summary: "install, remove or show the redirection of 169.254.169.254:80 to the daemon (as root)",
+    run: async (a) => (await import("./intercept.js")).intercept(a),
+  },
   "config-reference": {
     summary: "print every setting as a Markdown table (--update FILE rewrites the README's copy)",
     run: async (a) => (await import("./config-reference.js")).configReferenceCommand(a),

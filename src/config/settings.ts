@@ -247,6 +247,16 @@ export const SETTING_TABLE = [
     default: 256,
     doc: "Bound on cached scope sets and ID-token audiences per service account.",
   },
+  // Interception of the well-known address
+  {
+    path: "server.intercept",
+    env: ["OCI2GCP_INTERCEPT"],
+    type: "bool",
+    default: false,
+    doc:
+      "Serve as the VM's metadata server at 169.254.169.254 (with `oci2gcp intercept install`): answer Google's paths, " +
+      "relay every other request to OCI's instance metadata service (the origin of oci.metadataUrl) unchanged.",
+  },
   // Token file
   {
     path: "tokenFile.path",

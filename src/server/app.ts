@@ -12,6 +12,7 @@ import { makeGuard, makeRefusal } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
+import { passthroughPlugin } from "./passthrough.js";
 import { notFound, text } from "./respond.js";
 import { subjectTokenPlugin } from "./subject-token.js";
 
@@ -108,6 +109,9 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     });
   }
 
+  // First of the onRequest hooks: what is relayed to OCI never meets the guard (see passthrough.ts).
+  if (config.server.intercept)
+    await app.register(passthroughPlugin, { origin: new URL(config.oci.metadataUrl).origin, timeoutMs: config.upstream.timeoutMs });
   app.addHook("onRequest", async (req, reply) => {
     if (req.url.length > LIMITS.maxUrlLength) {
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
