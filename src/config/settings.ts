@@ -247,6 +247,16 @@ export const SETTING_TABLE = [
     default: 256,
     doc: "Bound on cached scope sets and ID-token audiences per service account.",
   },
+  // Connection limits
+  {
+    path: "server.maxConnections",
+    env: ["OCI2GCP_MAX_CONNECTIONS"],
+    type: "int",
+    default: 1024,
+    doc:
+      "Open connections per listener (TCP, Unix socket); beyond it new connections are closed at once, " +
+      "open ones keep being answered. 0: no limit.",
+  },
   // Token file
   {
     path: "tokenFile.path",
