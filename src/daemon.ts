@@ -1,13 +1,12 @@
-import fs from "node:fs";
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
-import { buildApp } from "./server/app.js";
+import { buildApp, type ConnectionSettings, makeHttpServer } from "./server/app.js";
 import { Metrics } from "./server/metrics.js";
+import { type BoundSocket, bindSocket, claimSocketPath, ListenError } from "./server/socket-file.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
@@ -31,6 +30,8 @@ export interface DaemonOptions {
   principal?: TokenSource<SigningIdentity>;
   /** Fetch the default token at start, so the first client does not wait. Default true. */
   warm?: boolean;
+  /** Timeouts of every listener (the connection cap is server.maxConnections). */
+  connections?: Omit<ConnectionSettings, "maxConnections">;
 }
 
 function keyFilesOf(config: Config): string[] {
@@ -65,24 +66,49 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   const chain = new Chain(config, events, { principal: o.principal });
   metrics.attach(chain);
   // The first token is fetched while the HTTP side is set up: its upstream calls
-  // overlap with building the app and binding the listeners.
-  if (o.warm !== false) {
-    chain.accessToken({ account: "default" }).then(
-      () => log.info("first Google token obtained: ready"),
-      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
-    );
-  }
+  // overlap with building the app and binding the listeners. Its outcome is told
+  // only once the daemon serves: after a failed start, "ready" would be a lie.
+  const warm =
+    o.warm === false
+      ? undefined
+      : chain.accessToken({ account: "default" }).then(
+          () => undefined,
+          (e: unknown) => ({ err: e }),
+        );
+  let daemon: Daemon;
   try {
-    return await listen(config, o, chain, metrics);
+    daemon = await listen(config, o, chain, metrics);
   } catch (e) {
     chain.close();
     throw e;
   }
+  warm?.then((failed) => {
+    if (failed) log.error({ err: failed.err }, "could not obtain a first token; retrying when asked");
+    else log.info("first Google token obtained: ready");
+  });
+  return daemon;
+}
+
+/** Why a TCP listen failed, in words, with the address. */
+function tcpListenError(host: string, port: number, e: NodeJS.ErrnoException): ListenError {
+  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const why =
+    e.code === "EADDRINUSE"
+      ? "the port is in use by another process"
+      : e.code === "EADDRNOTAVAIL"
+        ? "the address is not one of this machine's"
+        : e.code === "EACCES"
+          ? "permission denied (a port below 1024 needs privileges)"
+          : e.message;
+  return new ListenError(`cannot listen on ${where}: ${why}${e.code && !why.includes(e.code) ? ` (${e.code})` : ""}`);
 }
 
 async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics): Promise<Daemon> {
   const log = o.logger;
-  const app = await buildApp({ config, chain, logger: log, metrics });
+  const socketPath = config.server.socketPath;
+  // Before anything listens: a socket path that cannot be used must not leave a TCP-only daemon.
+  if (socketPath) await claimSocketPath(socketPath);
+  const app = await buildApp({ config, chain, logger: log, metrics, connections: o.connections });
   // Once shutting down, every answer closes its connection: a request in flight at
   // SIGTERM gets its answer, and its keep-alive connection then does not hold the
   // server open (Fastify closes only the connections idle when close() starts).
@@ -103,23 +129,30 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       log.warn({ file: f }, `private key file ${f} can be read by users other than its owner; fix with: chmod 600 ${f}`);
   }
 
-  await app.listen({ host: config.server.host, port: config.server.port });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (e) {
+    await app.close();
+    throw tcpListenError(config.server.host, config.server.port, e as NodeJS.ErrnoException);
+  }
   const addr = app.server.address() as AddressInfo;
   const hostForUrl = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
   const url = `http://${hostForUrl}:${addr.port}`;
 
-  let socketServer: http.Server | undefined;
-  if (config.server.socketPath) {
-    const p = config.server.socketPath;
-    if (fs.existsSync(p)) fs.unlinkSync(p);
+  let socket: BoundSocket | undefined;
+  if (socketPath) {
     const fast = app.fastPath;
-    socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
-    await new Promise<void>((resolve, reject) => {
-      socketServer!.once("error", reject);
-      socketServer!.listen(p, () => resolve());
+    const server = makeHttpServer((req, res) => fast.handle(req, res) || app.routing(req, res), {
+      ...o.connections,
+      maxConnections: config.server.maxConnections,
     });
-    fs.chmodSync(p, parseInt(config.server.socketMode, 8));
-    log.info({ socket: p, mode: config.server.socketMode }, "listening on a Unix socket");
+    try {
+      socket = await bindSocket(server, socketPath, parseInt(config.server.socketMode, 8));
+    } catch (e) {
+      await app.close();
+      throw e;
+    }
+    log.info({ socket: socketPath, mode: config.server.socketMode }, "listening on a Unix socket");
   }
   log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
 
@@ -141,11 +174,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       closing = true;
       app.fastPath.disable();
       sink?.stop();
-      if (socketServer) {
-        const s = socketServer;
-        await new Promise<void>((r) => s.close(() => r()));
-        s.closeAllConnections?.();
-      }
+      await socket?.close();
       await app.close();
       chain.close();
     },

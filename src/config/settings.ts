@@ -257,6 +257,16 @@ export const SETTING_TABLE = [
       "Serve as the VM's metadata server at 169.254.169.254 (with `oci2gcp intercept install`): answer Google's paths, " +
       "relay every other request to OCI's instance metadata service (the origin of oci.metadataUrl) unchanged.",
   },
+  // Connection limits
+  {
+    path: "server.maxConnections",
+    env: ["OCI2GCP_MAX_CONNECTIONS"],
+    type: "int",
+    default: 1024,
+    doc:
+      "Open connections per listener (TCP, Unix socket); beyond it new connections are closed at once, " +
+      "open ones keep being answered. 0: no limit.",
+  },
   // Token file
   {
     path: "tokenFile.path",

@@ -47,8 +47,48 @@ function clientKey(req: FastifyRequest): string {
 
 const KEEP_ALIVE_MS = 72_000;
 
+/** How long a listener keeps a connection, and how many it keeps. */
+export interface ConnectionSettings {
+  /** Open connections per listener; beyond it Node closes new ones at once. 0: no limit. */
+  maxConnections: number;
+  /**
+   * Time for a request to arrive in full, counted from the connection or from the
+   * previous answer's end; a connection that sends nothing is closed after it.
+   * Clients on this machine send their few hundred bytes at once. Default 30 s.
+   */
+  requestTimeoutMs?: number;
+  /** How often Node looks for connections past requestTimeoutMs. Default 5 s. */
+  checkIntervalMs?: number;
+  /** Idle time before a kept-alive connection is closed. Default 72 s. */
+  keepAliveMs?: number;
+}
+
+/**
+ * An HTTP server with the daemon's connection limits, for every listener: without
+ * them a connection that never sends a byte would hold its descriptor forever.
+ */
+export function makeHttpServer(handler: http.RequestListener, c: ConnectionSettings): http.Server {
+  const requestTimeout = c.requestTimeoutMs ?? 30_000;
+  const server = http.createServer(
+    { headersTimeout: requestTimeout, requestTimeout, connectionsCheckingInterval: c.checkIntervalMs ?? 5_000 },
+    handler,
+  );
+  server.keepAliveTimeout = c.keepAliveMs ?? KEEP_ALIVE_MS;
+  // No inactivity timeout while an answer waits on the upstream: the request timeout covers the request.
+  server.setTimeout(0);
+  if (c.maxConnections > 0) server.maxConnections = c.maxConnections;
+  return server;
+}
+
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
-export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
+export async function buildApp(opts: {
+  config: Config;
+  chain: Chain;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Timeouts of the listener; the connection cap is server.maxConnections. */
+  connections?: Omit<ConnectionSettings, "maxConnections">;
+}): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const debugLogging = opts.logger.isLevelEnabled("debug");
   const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
@@ -57,15 +97,12 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
   // At debug level every request is logged, which only Fastify's hooks do.
   if (debugLogging) fast.disable();
   const app: FastifyInstance = Fastify({
-    // The HTTP server Fastify would make, with the fast path in front of its handler.
-    // Fastify's own server settings are kept: keep-alive 72 s, no request or connection timeout.
-    serverFactory: (handler) => {
-      const server = http.createServer((req, res) => fast.handle(req, res) || handler(req, res));
-      server.keepAliveTimeout = KEEP_ALIVE_MS;
-      server.requestTimeout = 0;
-      server.setTimeout(0);
-      return server;
-    },
+    // The daemon's HTTP server, with the fast path in front of Fastify's handler.
+    serverFactory: (handler) =>
+      makeHttpServer((req, res) => fast.handle(req, res) || handler(req, res), {
+        ...opts.connections,
+        maxConnections: config.server.maxConnections,
+      }),
     keepAliveTimeout: KEEP_ALIVE_MS,
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Per-request lines go out at debug level only (onResponse below): nothing per cached hit by default.
