@@ -7,6 +7,7 @@ import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./confi
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
 import { buildApp } from "./server/app.js";
+import { answerClientError, SERVER_OPTIONS } from "./server/guard.js";
 import { Metrics } from "./server/metrics.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
@@ -113,7 +114,8 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     const p = config.server.socketPath;
     if (fs.existsSync(p)) fs.unlinkSync(p);
     const fast = app.fastPath;
-    socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
+    socketServer = http.createServer(SERVER_OPTIONS, (req, res) => fast.handle(req, res) || app.routing(req, res));
+    socketServer.on("clientError", answerClientError);
     await new Promise<void>((resolve, reject) => {
       socketServer!.once("error", reject);
       socketServer!.listen(p, () => resolve());

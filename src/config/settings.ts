@@ -247,6 +247,16 @@ export const SETTING_TABLE = [
     default: 256,
     doc: "Bound on cached scope sets and ID-token audiences per service account.",
   },
+  // Host names requests may carry
+  {
+    path: "server.allowedHosts",
+    env: ["OCI2GCP_ALLOWED_HOSTS"],
+    type: "list",
+    default: [],
+    doc:
+      "More names or addresses a request's Host may carry (a Kubernetes Service name, a host alias), without port; " +
+      "besides localhost, the listen address, metadata.google.internal and 169.254.169.254.",
+  },
   // Token file
   {
     path: "tokenFile.path",

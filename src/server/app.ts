@@ -8,7 +8,7 @@ import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
 import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
-import { makeGuard, makeRefusal } from "./guard.js";
+import { answerClientError, deny, makeGuard, makeRefusal, SERVER_OPTIONS } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
@@ -44,13 +44,29 @@ function clientKey(req: FastifyRequest): string {
   return clientKeyOf(req.ip);
 }
 
+/** The status of an error the client caused (4xx), if it is one. */
+function clientStatus(err: FastifyError): number | undefined {
+  const s = err.statusCode;
+  return typeof s === "number" && s >= 400 && s < 500 ? s : undefined;
+}
+
+/**
+ * The answer to a framework error: its status text and Fastify's stable code,
+ * never its message, which can repeat the URL or a header of the request.
+ */
+function errorText(err: FastifyError): string {
+  const status = clientStatus(err) ?? 400;
+  const code = /^FST_ERR_[A-Z0-9_]+$/.test(err.code ?? "") ? ` (${err.code})` : "";
+  return `oci2gcp: ${http.STATUS_CODES[status] ?? "Bad Request"}${code}\n`;
+}
+
 const KEEP_ALIVE_MS = 72_000;
 
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: { config: Config; chain: Chain; logger: Logger; metrics?: Metrics }): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const debugLogging = opts.logger.isLevelEnabled("debug");
-  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
+  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host), allowedHosts: config.server.allowedHosts });
   const flood = new FloodCounter(config.server.maxRequestsPerMinute, 60_000, 10_000);
   const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics });
   // At debug level every request is logged, which only Fastify's hooks do.
@@ -59,7 +75,7 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     // The HTTP server Fastify would make, with the fast path in front of its handler.
     // Fastify's own server settings are kept: keep-alive 72 s, no request or connection timeout.
     serverFactory: (handler) => {
-      const server = http.createServer((req, res) => fast.handle(req, res) || handler(req, res));
+      const server = http.createServer(SERVER_OPTIONS, (req, res) => fast.handle(req, res) || handler(req, res));
       server.keepAliveTimeout = KEEP_ALIVE_MS;
       server.requestTimeout = 0;
       server.setTimeout(0);
@@ -91,13 +107,13 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     // Routes that differ by a trailing slash are different, as on the real server.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
     // Malformed URLs and the like are answered before hooks and routes run: still
-    // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
-    frameworkErrors: (err, _req, reply) =>
-      text(
-        reply,
-        `oci2gcp: ${err.message}\n`,
-        typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400,
-      ),
+    // after the guard's decision, with the metadata headers, and without the URL.
+    frameworkErrors: (err, req, reply) => {
+      const why = refusal(req.headers, req.raw.url ?? "");
+      return why === undefined ? text(reply, errorText(err), clientStatus(err) ?? 400) : deny(reply, why);
+    },
+    // Requests Node's parser refuses never reach Fastify: they are answered in the same form.
+    clientErrorHandler: answerClientError,
   });
   if (debugLogging) {
     app.addHook("onResponse", async (req, reply) => {
@@ -108,6 +124,8 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     });
   }
 
+  // The guard decides first: every answer after it, errors included, is for a request it let through.
+  app.addHook("onRequest", makeGuard(refusal));
   app.addHook("onRequest", async (req, reply) => {
     if (req.url.length > LIMITS.maxUrlLength) {
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
@@ -120,7 +138,6 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
-  app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
     // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.
     global: flood.max > 0,
@@ -150,9 +167,9 @@ export async function buildApp(opts: { config: Config; chain: Chain; logger: Log
 
   app.setNotFoundHandler((_req, reply) => notFound(reply));
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const status = clientStatus(err) ?? 500;
     if (status >= 500) req.log.error({ err, url: req.routeOptions.url }, "unexpected error");
-    return text(reply, `oci2gcp: ${status < 500 ? err.message : "internal error"}\n`, status);
+    return text(reply, status < 500 ? errorText(err) : "oci2gcp: internal error\n", status);
   });
   return app;
 }
