@@ -5,6 +5,7 @@ import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./confi
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
 import { buildApp, type ConnectionSettings, makeHttpServer } from "./server/app.js";
+import { answerClientError } from "./server/guard.js";
 import { Metrics } from "./server/metrics.js";
 import { type BoundSocket, bindSocket, claimSocketPath, ListenError } from "./server/socket-file.js";
 import { TokenFileSink } from "./sink/token-file.js";
@@ -146,6 +147,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       ...o.connections,
       maxConnections: config.server.maxConnections,
     });
+    server.on("clientError", answerClientError);
     try {
       socket = await bindSocket(server, socketPath, parseInt(config.server.socketMode, 8));
     } catch (e) {

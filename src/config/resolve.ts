@@ -344,6 +344,14 @@ function validate(c: Config, problems: string[]): void {
   if (!/^0?[0-7]{3}$/.test(c.server.socketMode))
     problems.push(`server.socketMode must be an octal file mode such as 0660, got ${JSON.stringify(c.server.socketMode)}`);
   if (c.server.maxCachedVariants < 1) problems.push("server.maxCachedVariants must be at least 1");
+  for (const h of c.server.allowedHosts) {
+    if (normaliseListenHost(h) === undefined) {
+      problems.push(
+        `server.allowedHosts: ${JSON.stringify(h)} is not a host name or an IP address; list names without port or scheme, ` +
+          "e.g. oci2gcp.default.svc or 10.0.0.5",
+      );
+    }
+  }
   if (c.cache.minRemainingSeconds >= c.cache.renewBeforeSeconds) {
     problems.push(
       `cache.minRemainingSeconds (${c.cache.minRemainingSeconds}) must be below cache.renewBeforeSeconds ` +

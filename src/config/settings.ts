@@ -267,6 +267,16 @@ export const SETTING_TABLE = [
       "Open connections per listener (TCP, Unix socket); beyond it new connections are closed at once, " +
       "open ones keep being answered. 0: no limit.",
   },
+  // Host names requests may carry
+  {
+    path: "server.allowedHosts",
+    env: ["OCI2GCP_ALLOWED_HOSTS"],
+    type: "list",
+    default: [],
+    doc:
+      "More names or addresses a request's Host may carry (a Kubernetes Service name, a host alias), without port; " +
+      "besides localhost, the listen address, metadata.google.internal and 169.254.169.254.",
+  },
   // Token file
   {
     path: "tokenFile.path",

@@ -8,7 +8,7 @@ import type { Logger } from "../log.js";
 import { UpstreamBudget } from "./budget.js";
 import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
-import { makeGuard, makeRefusal } from "./guard.js";
+import { answerClientError, deny, makeGuard, makeRefusal, SERVER_OPTIONS } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
@@ -45,6 +45,22 @@ function clientKey(req: FastifyRequest): string {
   return clientKeyOf(req.ip);
 }
 
+/** The status of an error the client caused (4xx), if it is one. */
+function clientStatus(err: FastifyError): number | undefined {
+  const s = err.statusCode;
+  return typeof s === "number" && s >= 400 && s < 500 ? s : undefined;
+}
+
+/**
+ * The answer to a framework error: its status text and Fastify's stable code,
+ * never its message, which can repeat the URL or a header of the request.
+ */
+function errorText(err: FastifyError): string {
+  const status = clientStatus(err) ?? 400;
+  const code = /^FST_ERR_[A-Z0-9_]+$/.test(err.code ?? "") ? ` (${err.code})` : "";
+  return `oci2gcp: ${http.STATUS_CODES[status] ?? "Bad Request"}${code}\n`;
+}
+
 const KEEP_ALIVE_MS = 72_000;
 
 /** How long a listener keeps a connection, and how many it keeps. */
@@ -70,7 +86,7 @@ export interface ConnectionSettings {
 export function makeHttpServer(handler: http.RequestListener, c: ConnectionSettings): http.Server {
   const requestTimeout = c.requestTimeoutMs ?? 30_000;
   const server = http.createServer(
-    { headersTimeout: requestTimeout, requestTimeout, connectionsCheckingInterval: c.checkIntervalMs ?? 5_000 },
+    { ...SERVER_OPTIONS, headersTimeout: requestTimeout, requestTimeout, connectionsCheckingInterval: c.checkIntervalMs ?? 5_000 },
     handler,
   );
   server.keepAliveTimeout = c.keepAliveMs ?? KEEP_ALIVE_MS;
@@ -91,7 +107,7 @@ export async function buildApp(opts: {
 }): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const debugLogging = opts.logger.isLevelEnabled("debug");
-  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
+  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host), allowedHosts: config.server.allowedHosts });
   const flood = new FloodCounter(config.server.maxRequestsPerMinute, 60_000, 10_000);
   const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics });
   // At debug level every request is logged, which only Fastify's hooks do.
@@ -129,13 +145,13 @@ export async function buildApp(opts: {
     // Routes that differ by a trailing slash are different, as on the real server.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
     // Malformed URLs and the like are answered before hooks and routes run: still
-    // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
-    frameworkErrors: (err, _req, reply) =>
-      text(
-        reply,
-        `oci2gcp: ${err.message}\n`,
-        typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400,
-      ),
+    // after the guard's decision, with the metadata headers, and without the URL.
+    frameworkErrors: (err, req, reply) => {
+      const why = refusal(req.headers, req.raw.url ?? "");
+      return why === undefined ? text(reply, errorText(err), clientStatus(err) ?? 400) : deny(reply, why);
+    },
+    // Requests Node's parser refuses never reach Fastify: they are answered in the same form.
+    clientErrorHandler: answerClientError,
   });
   if (debugLogging) {
     app.addHook("onResponse", async (req, reply) => {
@@ -149,6 +165,8 @@ export async function buildApp(opts: {
   // First of the onRequest hooks: what is relayed to OCI never meets the guard (see passthrough.ts).
   if (config.server.intercept)
     await app.register(passthroughPlugin, { origin: new URL(config.oci.metadataUrl).origin, timeoutMs: config.upstream.timeoutMs });
+  // The guard decides next: every answer after it, errors included, is for a request it let through.
+  app.addHook("onRequest", makeGuard(refusal));
   app.addHook("onRequest", async (req, reply) => {
     if (req.url.length > LIMITS.maxUrlLength) {
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
@@ -161,7 +179,6 @@ export async function buildApp(opts: {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
-  app.addHook("onRequest", makeGuard(refusal));
   await app.register(rateLimit, {
     // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.
     global: flood.max > 0,
@@ -191,9 +208,9 @@ export async function buildApp(opts: {
 
   app.setNotFoundHandler((_req, reply) => notFound(reply));
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const status = clientStatus(err) ?? 500;
     if (status >= 500) req.log.error({ err, url: req.routeOptions.url }, "unexpected error");
-    return text(reply, `oci2gcp: ${status < 500 ? err.message : "internal error"}\n`, status);
+    return text(reply, status < 500 ? errorText(err) : "oci2gcp: internal error\n", status);
   });
   return app;
 }

@@ -18,6 +18,8 @@ export function metadataHeaderSet(contentType: string): Record<string, string> {
     server: "Metadata Server for VM",
     "x-xss-protection": "0",
     "x-frame-options": "SAMEORIGIN",
+    // Every answer, errors included, is only what its Content-Type says.
+    "x-content-type-options": "nosniff",
   };
 }
 
