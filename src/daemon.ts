@@ -12,6 +12,7 @@ import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
 import type { Hop } from "./upstream/hop-error.js";
+import { startWarmUp, type WarmUp } from "./warm-up.js";
 
 // Where the benchmarks and the test harness still import it from.
 
@@ -29,7 +30,7 @@ export interface DaemonOptions {
   /** Extra observers of cache refreshes (metrics). */
   events?: CacheEvents;
   principal?: TokenSource<SigningIdentity>;
-  /** Fetch the default token at start, so the first client does not wait. Default true. */
+  /** Fetch the default token and the prefetch variants at start, so the first client does not wait. Default true. */
   warm?: boolean;
 }
 
@@ -66,21 +67,17 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   metrics.attach(chain);
   // The first token is fetched while the HTTP side is set up: its upstream calls
   // overlap with building the app and binding the listeners.
-  if (o.warm !== false) {
-    chain.accessToken({ account: "default" }).then(
-      () => log.info("first Google token obtained: ready"),
-      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
-    );
-  }
+  const warmUp = o.warm !== false ? startWarmUp(chain, config, log) : undefined;
   try {
-    return await listen(config, o, chain, metrics);
+    return await listen(config, o, chain, metrics, warmUp);
   } catch (e) {
+    warmUp?.stop();
     chain.close();
     throw e;
   }
 }
 
-async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics): Promise<Daemon> {
+async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics, warmUp?: WarmUp): Promise<Daemon> {
   const log = o.logger;
   const app = await buildApp({ config, chain, logger: log, metrics });
   // Once shutting down, every answer closes its connection: a request in flight at
@@ -140,6 +137,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     async close() {
       closing = true;
       app.fastPath.disable();
+      warmUp?.stop();
       sink?.stop();
       if (socketServer) {
         const s = socketServer;
