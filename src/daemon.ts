@@ -12,6 +12,7 @@ import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
 import type { Hop } from "./upstream/hop-error.js";
+import { startWarmUp, type WarmUp } from "./warm-up.js";
 
 // Where the benchmarks and the test harness still import it from.
 
@@ -29,7 +30,7 @@ export interface DaemonOptions {
   /** Extra observers of cache refreshes (metrics). */
   events?: CacheEvents;
   principal?: TokenSource<SigningIdentity>;
-  /** Fetch the default token at start, so the first client does not wait. Default true. */
+  /** Fetch the default token and the prefetch variants at start, so the first client does not wait. Default true. */
   warm?: boolean;
   /** Timeouts of every listener (the connection cap is server.maxConnections). */
   connections?: Omit<ConnectionSettings, "maxConnections">;
@@ -69,24 +70,20 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   // The first token is fetched while the HTTP side is set up: its upstream calls
   // overlap with building the app and binding the listeners. Its outcome is told
   // only once the daemon serves: after a failed start, "ready" would be a lie.
-  const warm =
-    o.warm === false
-      ? undefined
-      : chain.accessToken({ account: "default" }).then(
-          () => undefined,
-          (e: unknown) => ({ err: e }),
-        );
+  let served!: () => void;
+  const serving = new Promise<void>((resolve) => {
+    served = resolve;
+  });
+  const warmUp = o.warm !== false ? startWarmUp(chain, config, log, { serving }) : undefined;
   let daemon: Daemon;
   try {
-    daemon = await listen(config, o, chain, metrics);
+    daemon = await listen(config, o, chain, metrics, warmUp);
   } catch (e) {
+    warmUp?.stop();
     chain.close();
     throw e;
   }
-  warm?.then((failed) => {
-    if (failed) log.error({ err: failed.err }, "could not obtain a first token; retrying when asked");
-    else log.info("first Google token obtained: ready");
-  });
+  served();
   return daemon;
 }
 
@@ -104,7 +101,7 @@ function tcpListenError(host: string, port: number, e: NodeJS.ErrnoException): L
   return new ListenError(`cannot listen on ${where}: ${why}${e.code && !why.includes(e.code) ? ` (${e.code})` : ""}`);
 }
 
-async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics): Promise<Daemon> {
+async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics, warmUp?: WarmUp): Promise<Daemon> {
   const log = o.logger;
   const socketPath = config.server.socketPath;
   // Before anything listens: a socket path that cannot be used must not leave a TCP-only daemon.
@@ -175,6 +172,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     async close() {
       closing = true;
       app.fastPath.disable();
+      warmUp?.stop();
       sink?.stop();
       await socket?.close();
       await app.close();

@@ -292,6 +292,16 @@ export const SETTING_TABLE = [
     default: 30,
     doc: "How often the token file is checked against the cache (the cache renews ahead of expiry).",
   },
+  // Delegation chains
+  {
+    path: "google.delegates",
+    env: ["OCI2GCP_DELEGATES"],
+    type: "list",
+    default: [],
+    doc:
+      "Delegation chains, one per service account: `EMAIL=DELEGATE1 DELEGATE2`, sent as IAM Credentials' `delegates`. " +
+      "The federated identity may create tokens for DELEGATE1, each delegate for the next, the last for EMAIL.",
+  },
   // Cache
   {
     path: "cache.renewBeforeSeconds",
@@ -321,6 +331,21 @@ export const SETTING_TABLE = [
     default: 120,
     doc: "Never serve a domain JWT with less than this left.",
   },
+  // Prefetch
+  {
+    path: "cache.prefetchScopes",
+    env: ["OCI2GCP_PREFETCH_SCOPES"],
+    type: "list",
+    default: [],
+    doc: "Scope sets (each space separated) whose access tokens of `default` are fetched at start and kept fresh.",
+  },
+  {
+    path: "cache.prefetchAudiences",
+    env: ["OCI2GCP_PREFETCH_AUDIENCES"],
+    type: "list",
+    default: [],
+    doc: "Audiences whose ID tokens of `default` (format standard and full) are fetched at start and kept fresh.",
+  },
   // Upstream
   {
     path: "upstream.timeoutMs",
@@ -335,6 +360,14 @@ export const SETTING_TABLE = [
     type: "int",
     default: 3,
     doc: "Attempts per upstream call on network errors, 5xx and 429.",
+  },
+  // Start jitter
+  {
+    path: "upstream.startJitterSeconds",
+    env: ["OCI2GCP_START_JITTER_SECONDS"],
+    type: "int",
+    default: 0,
+    doc: "Wait a random time up to this long before the first token exchange at start (fleets booting at once).",
   },
   // Logging
   {

@@ -45,6 +45,11 @@ export interface GoogleEmulatorOptions {
   maxAccessTokenSeconds?: number;
   /** Default 3600. */
   idTokenSeconds?: number;
+  /**
+   * Service account → the one delegation chain (emails, first delegate first) allowed to reach it:
+   * a request for it must send exactly that chain as `delegates`.
+   */
+  delegationChains?: Record<string, string[]>;
 }
 
 /** The runtime settings, group "google" of `/_emulator/settings`; read at request time. */
@@ -537,6 +542,11 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       if (!accounts.has(m[1]!.toLowerCase())) throw denied(permission);
     }
     if (!email) throw denied(permission);
+    const allowed = opts.delegationChains?.[email];
+    if (allowed) {
+      const sent = stringList(delegatesRaw, "delegates").map((d) => d.replace(/^projects\/-\/serviceAccounts\//, "").toLowerCase());
+      if (sent.join(" ") !== allowed.map((d) => d.toLowerCase()).join(" ")) throw denied(permission);
+    }
     return email;
   };
 
