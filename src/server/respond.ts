@@ -4,7 +4,7 @@ import { scrub } from "../log.js";
 import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
 import { BackoffError, BelowFloorError } from "../token/errors.js";
 import type { Token } from "../token/token-source.js";
-import { HopError } from "../upstream/hop-error.js";
+import { bounded, HopError } from "../upstream/hop-error.js";
 import { BudgetExceededError } from "./budget.js";
 
 export const TEXT = "application/text";
@@ -120,8 +120,9 @@ function failed(f: { hop: string; detail: string }, retryAfterSeconds: number | 
   };
 }
 
+/** What an error that is not a hop's says, bounded as a hop's detail is (a library's message can carry a whole answer). */
 function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return bounded(e instanceof Error ? e.message : String(e));
 }
 
 export function failText(reply: FastifyReply, e: unknown): FastifyReply {
