@@ -357,7 +357,8 @@ t.test("IAM Credentials rejections", async (t) => {
     unknown,
     401,
     "UNAUTHENTICATED",
-    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. " +
+      "See https://developers.google.com/identity/sign-in/web/devconsole-project.",
   );
   t.match(unknown.headers.get("www-authenticate"), /error="invalid_token"/);
   const notAllowed = await iam(OTHER_SA, "generateAccessToken", fed, { scope: [CLOUD] });

@@ -357,7 +357,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     if (!aud || !PROVIDER_AUDIENCE.test(aud)) {
       return stsError(
         "invalid_request",
-        'Invalid value for "audience". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.',
+        'Invalid value for "audience". This value should be the full resource name of the Identity Provider. ' +
+          "See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.",
       );
     }
     const requested = p.get("requested_token_type");
@@ -426,7 +427,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     if (Buffer.byteLength(subject, "utf8") > 127) {
       return stsError(
         "invalid_request",
-        "The size of mapped attribute google.subject exceeds the 127 bytes limit. Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than 127 bytes.",
+        "The size of mapped attribute google.subject exceeds the 127 bytes limit. " +
+          "Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than 127 bytes.",
       );
     }
     if (opts.attributeCondition) {
@@ -581,7 +583,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
         const limit = max % 3600 === 0 ? `${max / 3600} hour${max === 3600 ? "" : "s"}` : `${max} seconds`;
         return apiError(
           "INVALID_ARGUMENT",
-          `The lifetime of the access token can not have lifetimes of more than ${limit}. Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.`,
+          `The lifetime of the access token can not have lifetimes of more than ${limit}. ` +
+            "Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.",
         );
       }
       const expiresAt = nowSeconds() + lifetime;
