@@ -1,5 +1,3 @@
-import fs from "node:fs";
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { socketGid } from "./access/accounts.js";
@@ -7,12 +5,15 @@ import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
 import { isWorldOrGroupReadable, type SigningIdentity } from "./oci/principal.js";
-import { buildApp } from "./server/app.js";
+import { buildApp, type ConnectionSettings, makeHttpServer } from "./server/app.js";
+import { answerClientError } from "./server/guard.js";
 import { Metrics } from "./server/metrics.js";
+import { type BoundSocket, bindSocket, claimSocketPath, ListenError } from "./server/socket-file.js";
 import { TokenFileSink } from "./sink/token-file.js";
 import type { CacheEvents } from "./token/cache.js";
 import type { TokenSource } from "./token/token-source.js";
 import type { Hop } from "./upstream/hop-error.js";
+import { startWarmUp, type WarmUp } from "./warm-up.js";
 
 // Where the benchmarks and the test harness still import it from.
 
@@ -30,8 +31,10 @@ export interface DaemonOptions {
   /** Extra observers of cache refreshes (metrics). */
   events?: CacheEvents;
   principal?: TokenSource<SigningIdentity>;
-  /** Fetch the default token at start, so the first client does not wait. Default true. */
+  /** Fetch the default token and the prefetch variants at start, so the first client does not wait. Default true. */
   warm?: boolean;
+  /** Timeouts of every listener (the connection cap is server.maxConnections). */
+  connections?: Omit<ConnectionSettings, "maxConnections">;
 }
 
 function keyFilesOf(config: Config): string[] {
@@ -66,24 +69,45 @@ export async function startDaemon(config: Config, o: DaemonOptions): Promise<Dae
   const chain = new Chain(config, events, { principal: o.principal });
   metrics.attach(chain);
   // The first token is fetched while the HTTP side is set up: its upstream calls
-  // overlap with building the app and binding the listeners.
-  if (o.warm !== false) {
-    chain.accessToken({ account: "default" }).then(
-      () => log.info("first Google token obtained: ready"),
-      (e) => log.error({ err: e }, "could not obtain a first token; retrying when asked"),
-    );
-  }
+  // overlap with building the app and binding the listeners. Its outcome is told
+  // only once the daemon serves: after a failed start, "ready" would be a lie.
+  let served!: () => void;
+  const serving = new Promise<void>((resolve) => {
+    served = resolve;
+  });
+  const warmUp = o.warm !== false ? startWarmUp(chain, config, log, { serving }) : undefined;
+  let daemon: Daemon;
   try {
-    return await listen(config, o, chain, metrics);
+    daemon = await listen(config, o, chain, metrics, warmUp);
   } catch (e) {
+    warmUp?.stop();
     chain.close();
     throw e;
   }
+  served();
+  return daemon;
 }
 
-async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics): Promise<Daemon> {
+/** Why a TCP listen failed, in words, with the address. */
+function tcpListenError(host: string, port: number, e: NodeJS.ErrnoException): ListenError {
+  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const why =
+    e.code === "EADDRINUSE"
+      ? "the port is in use by another process"
+      : e.code === "EADDRNOTAVAIL"
+        ? "the address is not one of this machine's"
+        : e.code === "EACCES"
+          ? "permission denied (a port below 1024 needs privileges)"
+          : e.message;
+  return new ListenError(`cannot listen on ${where}: ${why}${e.code && !why.includes(e.code) ? ` (${e.code})` : ""}`);
+}
+
+async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: Metrics, warmUp?: WarmUp): Promise<Daemon> {
   const log = o.logger;
-  const app = await buildApp({ config, chain, logger: log, metrics });
+  const socketPath = config.server.socketPath;
+  // Before anything listens: a socket path that cannot be used must not leave a TCP-only daemon.
+  if (socketPath) await claimSocketPath(socketPath);
+  const app = await buildApp({ config, chain, logger: log, metrics, connections: o.connections });
   // Once shutting down, every answer closes its connection: a request in flight at
   // SIGTERM gets its answer, and its keep-alive connection then does not hold the
   // server open (Fastify closes only the connections idle when close() starts).
@@ -104,24 +128,39 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
       log.warn({ file: f }, `private key file ${f} can be read by users other than its owner; fix with: chmod 600 ${f}`);
   }
 
-  await app.listen({ host: config.server.host, port: config.server.port });
+  let gid: number | undefined;
+  try {
+    // Before any listener: a group the system does not know is a config error, not a half-started daemon.
+    if (socketPath && config.server.socketGroup !== undefined) gid = await socketGid(config.server.socketGroup);
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (e) {
+    await app.close();
+    throw tcpListenError(config.server.host, config.server.port, e as NodeJS.ErrnoException);
+  }
   const addr = app.server.address() as AddressInfo;
   const hostForUrl = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
   const url = `http://${hostForUrl}:${addr.port}`;
 
-  let socketServer: http.Server | undefined;
-  if (config.server.socketPath) {
-    const p = config.server.socketPath;
-    if (fs.existsSync(p)) fs.unlinkSync(p);
+  let socket: BoundSocket | undefined;
+  if (socketPath) {
     const fast = app.fastPath;
-    socketServer = http.createServer((req, res) => fast.handle(req, res) || app.routing(req, res));
-    await new Promise<void>((resolve, reject) => {
-      socketServer!.once("error", reject);
-      socketServer!.listen(p, () => resolve());
+    const server = makeHttpServer((req, res) => fast.handle(req, res) || app.routing(req, res), {
+      ...o.connections,
+      maxConnections: config.server.maxConnections,
     });
-    fs.chmodSync(p, parseInt(config.server.socketMode, 8));
-    if (config.server.socketGroup !== undefined) fs.chownSync(p, -1, await socketGid(config.server.socketGroup));
-    log.info({ socket: p, mode: config.server.socketMode, group: config.server.socketGroup }, "listening on a Unix socket");
+    server.on("clientError", answerClientError);
+    try {
+      socket = await bindSocket(server, socketPath, parseInt(config.server.socketMode, 8), gid);
+    } catch (e) {
+      await app.close();
+      throw e;
+    }
+    log.info({ socket: socketPath, mode: config.server.socketMode, group: config.server.socketGroup }, "listening on a Unix socket");
   }
   log.info({ url, principal: config.oci.principal, accounts: chain.accounts }, "oci2gcp serving");
   log.info(app.access.policy.describe({ unixSocket: !!config.server.socketPath }));
@@ -143,12 +182,9 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
     async close() {
       closing = true;
       app.fastPath.disable();
+      warmUp?.stop();
       sink?.stop();
-      if (socketServer) {
-        const s = socketServer;
-        await new Promise<void>((r) => s.close(() => r()));
-        s.closeAllConnections?.();
-      }
+      await socket?.close();
       await app.close();
       chain.close();
     },

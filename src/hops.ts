@@ -12,6 +12,27 @@ export function configuredRetry(config: Config): RetryPolicy {
   return { ...DEFAULT_RETRY, attempts: config.upstream.attempts };
 }
 
+/**
+ * google.delegates as a map from a service account to its delegation chain, each
+ * entry `EMAIL=DELEGATE1 DELEGATE2` (spaces or `>` between delegates).
+ */
+export function delegationChains(entries: readonly string[]): Map<string, string[]> {
+  const chains = new Map<string, string[]>();
+  for (const e of entries) {
+    const eq = e.indexOf("=");
+    const target = e.slice(0, eq).trim();
+    const chain = e
+      .slice(eq + 1)
+      .split(/[\s>]+/)
+      .filter(Boolean);
+    if (eq < 0 || !target.includes("@") || chain.length === 0 || !chain.every((d) => d.includes("@"))) {
+      throw new Error(`google.delegates: ${JSON.stringify(e)} is not EMAIL=DELEGATE_EMAIL [DELEGATE_EMAIL...]`);
+    }
+    chains.set(target.toLowerCase(), chain);
+  }
+  return chains;
+}
+
 /** One attempt and no wait: what doctor uses, so that it reports what the upstream said the first time. */
 export const ONE_ATTEMPT: RetryPolicy = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 };
 
@@ -23,12 +44,14 @@ export const ONE_ATTEMPT: RetryPolicy = { attempts: 1, baseDelayMs: 0, maxDelayM
 export class Hops {
   readonly transporter: Transport;
   private readonly impersonation: Omit<ImpersonationOptions, "serviceAccount">;
+  private readonly delegates: Map<string, string[]>;
 
   constructor(
     readonly config: Config,
     readonly retry: RetryPolicy,
   ) {
     this.transporter = transport(config.upstream.timeoutMs);
+    this.delegates = delegationChains(config.google.delegates);
     this.impersonation = {
       iamCredentialsUrl: config.google.iamCredentialsUrl,
       universeDomain: config.google.universeDomain,
@@ -65,16 +88,15 @@ export class Hops {
 
   /** generateAccessToken of `serviceAccount` for `scopes`, called with the federated token. */
   accessToken(federated: TokenSource, serviceAccount: string, scopes: string[]): TokenSource {
-    return new ImpersonatedAccessTokenSource(
-      federated,
-      { ...this.impersonation, serviceAccount },
-      scopes,
-      this.config.google.tokenLifetimeSeconds,
-    );
+    return new ImpersonatedAccessTokenSource(federated, this.options(serviceAccount), scopes, this.config.google.tokenLifetimeSeconds);
   }
 
   /** generateIdToken of `serviceAccount` for `audience`, called with the federated token. */
   idToken(federated: TokenSource, serviceAccount: string, audience: string, includeEmail: boolean): TokenSource {
-    return new ImpersonatedIdTokenSource(federated, { ...this.impersonation, serviceAccount }, audience, includeEmail);
+    return new ImpersonatedIdTokenSource(federated, this.options(serviceAccount), audience, includeEmail);
+  }
+
+  private options(serviceAccount: string): ImpersonationOptions {
+    return { ...this.impersonation, serviceAccount, delegates: this.delegates.get(serviceAccount.toLowerCase()) ?? [] };
   }
 }

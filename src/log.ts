@@ -1,5 +1,6 @@
 import { format } from "node:util";
 import { type Logger, type LoggerOptions, pino } from "pino";
+import { bounded } from "./upstream/hop-error.js";
 
 export type { Logger };
 
@@ -72,12 +73,20 @@ function scrubDeep(v: unknown, depth = 0): unknown {
   return out;
 }
 
+/** Longest error message logged: a library can put a whole upstream answer in one. */
+const MAX_ERROR_MESSAGE_CHARS = 1000;
+/** Longest other string field of an error logged (its code, upstream error). */
+const MAX_ERROR_FIELD_CHARS = 200;
+
 function errSerializer(e: unknown): unknown {
   if (!(e instanceof Error)) return e;
-  const o: Record<string, unknown> = { type: e.name, message: e.message };
+  const o: Record<string, unknown> = {
+    type: bounded(String(e.name), MAX_ERROR_FIELD_CHARS, 0),
+    message: bounded(String(e.message), MAX_ERROR_MESSAGE_CHARS),
+  };
   for (const k of ["hop", "status", "upstreamError", "retryAfterSeconds", "code"]) {
     const v = (e as unknown as Record<string, unknown>)[k];
-    if (v !== undefined) o[k] = v;
+    if (v !== undefined) o[k] = typeof v === "string" ? bounded(v, MAX_ERROR_FIELD_CHARS, 0) : v;
   }
   return o;
 }
@@ -101,7 +110,8 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       logMethod(args, method) {
         let a: unknown[] = args;
         // log.error(err[, msg]): pino would take the message from the Error unscrubbed.
-        if (a[0] instanceof Error) a = [{ err: a[0] }, typeof a[1] === "string" ? a[1] : a[0].message, ...a.slice(2)];
+        if (a[0] instanceof Error)
+          a = [{ err: a[0] }, typeof a[1] === "string" ? a[1] : bounded(a[0].message, MAX_ERROR_MESSAGE_CHARS), ...a.slice(2)];
         // The first argument, when an object, is scrubbed by formatters.log; the rest are
         // the message and its interpolation values (%s, %j, %o), scrubbed here.
         a = a.map((x, i) => (typeof x === "string" ? scrub(x) : i === 0 ? x : scrubDeep(x)));

@@ -19,3 +19,6 @@ export const STATUS_PATH = "/oci2gcp/v1/status";
 export const METADATA_ROOT = "/computeMetadata/v1";
 export const METADATA_FLAVOR_HEADER = "metadata-flavor";
 export const METADATA_FLAVOR = "Google";
+
+/** The metadata server's well-known address (interception redirects TCP to it on port 80 to the daemon). */
+export const METADATA_IP = "169.254.169.254";

@@ -139,7 +139,11 @@ t.test("impersonation denied", async (t) => {
   t.match(c.said, /PERMISSION_DENIED/);
   t.match(
     c.fix,
-    /add-iam-policy-binding not-granted@demo-project\.iam\.gserviceaccount\.com --role=roles\/iam\.workloadIdentityUser --member=principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\/workloadIdentityPools\/oci-pool\/subject\/ocid1\.instance/,
+    new RegExp(
+      /add-iam-policy-binding not-granted@demo-project\.iam\.gserviceaccount\.com --role=roles\/iam\.workloadIdentityUser /.source +
+        /--member=principal:\/\/iam\.googleapis\.com\/projects\/123456789012\/locations\/global\//.source +
+        /workloadIdentityPools\/oci-pool\/subject\/ocid1\.instance/.source,
+    ),
   );
   t.notOk(r.ok);
 });

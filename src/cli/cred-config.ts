@@ -8,6 +8,27 @@ import { configFromArgs } from "./serve.js";
 
 export type CredentialSource = "url" | "executable";
 
+const CLIENT_DEFAULT_LIFETIME_SECONDS = 3600;
+
+const USAGE = `Usage: oci2gcp cred-config --source url|executable [--out FILE] [--config FILE] [options]
+
+Writes a Google external-account credential file aimed at this daemon (stdout, or --out FILE):
+  --source url         the client reads the subject token from the daemon's URL
+  --source executable  the client runs 'oci2gcp subject-token'; Google's clients run it only
+                       with GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 in their environment
+The daemon's address and the google.* settings come from the usual sources; see 'oci2gcp --help'.
+`;
+
+/**
+ * Settings the credential file does not contain, pinned so that a machine
+ * without the OCI side configured can still write one.
+ */
+const NOT_IN_THE_FILE: Record<string, unknown> = { "oci.principal": "instance", "identityDomain.url": "https://identity-domain.invalid" };
+
+export const ALLOW_EXECUTABLES_NOTE =
+  "note: Google's clients (gcloud, google-auth for Python, Go and Node) run an executable source only when " +
+  "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 is set in their environment\n";
+
 /** The `oci2gcp` launcher of this installation, for executable-sourced credentials. */
 export function launcherPath(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/oci2gcp.js");
@@ -36,6 +57,10 @@ export function credentialFile(config: Config, source: CredentialSource, url: st
   };
   if (g.serviceAccounts.length) {
     cred.service_account_impersonation_url = `${g.iamCredentialsUrl}/v1/projects/-/serviceAccounts/${g.serviceAccounts[0]}:generateAccessToken`;
+    // Google's clients ask for 3600 s unless the file says otherwise: only another lifetime is written.
+    if (g.tokenLifetimeSeconds !== CLIENT_DEFAULT_LIFETIME_SECONDS) {
+      cred.service_account_impersonation = { token_lifetime_seconds: g.tokenLifetimeSeconds };
+    }
   }
   cred.credential_source =
     source === "url"
@@ -57,15 +82,19 @@ export function credentialFile(config: Config, source: CredentialSource, url: st
 export async function credConfig(argv: string[]): Promise<number> {
   const { values } = parse(argv, { ...settingFlagOptions(), source: { type: "string" }, out: { type: "string" } });
   if (values.help) {
-    process.stdout.write("Usage: oci2gcp cred-config --source url|executable [--out FILE] [--config FILE] [options]\n");
+    process.stdout.write(USAGE);
     return 0;
   }
   const source = values.source;
-  if (source !== "url" && source !== "executable") {
-    process.stderr.write("oci2gcp: --source must be url or executable\n");
+  if (source === undefined) {
+    process.stderr.write(`oci2gcp: cred-config needs --source url or --source executable\n\n${USAGE}`);
     return 2;
   }
-  const config = configFromArgs(values);
+  if (source !== "url" && source !== "executable") {
+    process.stderr.write(`oci2gcp: --source must be url or executable, got ${JSON.stringify(source)}\n`);
+    return 2;
+  }
+  const config = configFromArgs(values, NOT_IN_THE_FILE);
   if (!config) return 2;
   if (source === "executable" && /\s/.test(launcherPath())) {
     process.stderr.write(
@@ -81,5 +110,6 @@ export async function credConfig(argv: string[]): Promise<number> {
   } else {
     process.stdout.write(text);
   }
+  if (source === "executable") process.stderr.write(ALLOW_EXECUTABLES_NOTE);
   return 0;
 }

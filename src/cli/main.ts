@@ -1,4 +1,5 @@
 import { SETTINGS } from "../config/settings.js";
+import { UsageError } from "./args.js";
 
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   serve: {
@@ -24,6 +25,10 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   demo: {
     summary: "run the daemon against built-in emulated OCI and Google clouds",
     run: async (a) => (await import("./demo.js")).demo(a),
+  },
+  intercept: {
+    summary: "install, remove or show the redirection of 169.254.169.254:80 to the daemon (as root)",
+    run: async (a) => (await import("./intercept.js")).intercept(a),
   },
   "config-reference": {
     summary: "print every setting as a Markdown table (--update FILE rewrites the README's copy)",
@@ -69,5 +74,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`oci2gcp: unknown command ${JSON.stringify(cmd)}\n\n${usage()}`);
     return 2;
   }
-  return c.run(rest);
+  try {
+    return await c.run(rest);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`oci2gcp: ${e.message}; see 'oci2gcp ${cmd} --help'\n`);
+    return 2;
+  }
 }

@@ -72,6 +72,9 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     log.fatal({ err: e }, "cannot start");
     process.stderr.write(`oci2gcp: cannot start: ${(e as Error).message}\n`);
+    // The first token's upstream calls may still be under way: they must not keep a daemon
+    // that serves nothing alive until they time out.
+    setTimeout(() => process.exit(1), 500).unref();
     return 1;
   }
   return untilSignal(log, () => daemon.close());

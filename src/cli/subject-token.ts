@@ -4,7 +4,7 @@ import { parse } from "./args.js";
 
 export const DEFAULT_DAEMON_URL = "http://127.0.0.1:8181";
 
-interface ExecutableResponse {
+export interface ExecutableResponse {
   version: 1;
   success: boolean;
   token_type?: string;
@@ -103,6 +103,15 @@ export async function subjectToken(argv: string[]): Promise<number> {
   } catch (e) {
     r = failure("USAGE", (e as Error).message);
   }
-  process.stdout.write(JSON.stringify(r));
-  return r.success ? 0 : 1;
+  process.stdout.write(executableOutput(r, process.stdout.isTTY === true));
+  return r.success ? 0 : r.code === "USAGE" ? 2 : 1;
+}
+
+/**
+ * What goes to stdout: the JSON object alone for Google's clients, which parse
+ * exactly that; a person at a terminal also gets a final newline, so that the
+ * prompt does not follow the token on the same line.
+ */
+export function executableOutput(r: ExecutableResponse, terminal: boolean): string {
+  return `${JSON.stringify(r)}${terminal ? "\n" : ""}`;
 }

@@ -354,6 +354,14 @@ function validate(c: Config, problems: string[]): void {
     problems.push(`server.socketGroup must be a group name or a numeric gid, got ${JSON.stringify(c.server.socketGroup)}`);
   }
   if (c.server.maxCachedVariants < 1) problems.push("server.maxCachedVariants must be at least 1");
+  for (const h of c.server.allowedHosts) {
+    if (normaliseListenHost(h) === undefined) {
+      problems.push(
+        `server.allowedHosts: ${JSON.stringify(h)} is not a host name or an IP address; list names without port or scheme, ` +
+          "e.g. oci2gcp.default.svc or 10.0.0.5",
+      );
+    }
+  }
   if (c.cache.minRemainingSeconds >= c.cache.renewBeforeSeconds) {
     problems.push(
       `cache.minRemainingSeconds (${c.cache.minRemainingSeconds}) must be below cache.renewBeforeSeconds ` +

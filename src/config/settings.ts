@@ -255,6 +255,36 @@ export const SETTING_TABLE = [
     type: "string",
     doc: "Group of the Unix socket file (a name or a numeric gid); with server.socketMode it decides who may connect to the socket.",
   },
+  // Interception of the well-known address
+  {
+    path: "server.intercept",
+    env: ["OCI2GCP_INTERCEPT"],
+    type: "bool",
+    default: false,
+    doc:
+      "Serve as the VM's metadata server at 169.254.169.254 (with `oci2gcp intercept install`): answer Google's paths, " +
+      "relay every other request to OCI's instance metadata service (the origin of oci.metadataUrl) unchanged.",
+  },
+  // Connection limits
+  {
+    path: "server.maxConnections",
+    env: ["OCI2GCP_MAX_CONNECTIONS"],
+    type: "int",
+    default: 1024,
+    doc:
+      "Open connections per listener (TCP, Unix socket); beyond it new connections are closed at once, " +
+      "open ones keep being answered. 0: no limit.",
+  },
+  // Host names requests may carry
+  {
+    path: "server.allowedHosts",
+    env: ["OCI2GCP_ALLOWED_HOSTS"],
+    type: "list",
+    default: [],
+    doc:
+      "More names or addresses a request's Host may carry (a Kubernetes Service name, a host alias), without port; " +
+      "besides localhost, the listen address, metadata.google.internal and 169.254.169.254.",
+  },
   // Token file
   {
     path: "tokenFile.path",
@@ -269,6 +299,16 @@ export const SETTING_TABLE = [
     type: "int",
     default: 30,
     doc: "How often the token file is checked against the cache (the cache renews ahead of expiry).",
+  },
+  // Delegation chains
+  {
+    path: "google.delegates",
+    env: ["OCI2GCP_DELEGATES"],
+    type: "list",
+    default: [],
+    doc:
+      "Delegation chains, one per service account: `EMAIL=DELEGATE1 DELEGATE2`, sent as IAM Credentials' `delegates`. " +
+      "The federated identity may create tokens for DELEGATE1, each delegate for the next, the last for EMAIL.",
   },
   // Cache
   {
@@ -298,6 +338,21 @@ export const SETTING_TABLE = [
     type: "int",
     default: 120,
     doc: "Never serve a domain JWT with less than this left.",
+  },
+  // Prefetch
+  {
+    path: "cache.prefetchScopes",
+    env: ["OCI2GCP_PREFETCH_SCOPES"],
+    type: "list",
+    default: [],
+    doc: "Scope sets (each space separated) whose access tokens of `default` are fetched at start and kept fresh.",
+  },
+  {
+    path: "cache.prefetchAudiences",
+    env: ["OCI2GCP_PREFETCH_AUDIENCES"],
+    type: "list",
+    default: [],
+    doc: "Audiences whose ID tokens of `default` (format standard and full) are fetched at start and kept fresh.",
   },
   // Upstream
   {
@@ -330,6 +385,14 @@ export const SETTING_TABLE = [
     env: [],
     type: "json",
     doc: "The rule (its index in access.rules, or its name) whose accounts the Unix socket serves; without it the socket serves nobody once there are rules.",
+  },
+  // Start jitter
+  {
+    path: "upstream.startJitterSeconds",
+    env: ["OCI2GCP_START_JITTER_SECONDS"],
+    type: "int",
+    default: 0,
+    doc: "Wait a random time up to this long before the first token exchange at start (fleets booting at once).",
   },
   // Logging
   {

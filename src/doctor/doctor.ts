@@ -256,6 +256,9 @@ export async function runDoctor(
     ],
   });
 
+  const clients = clientWarnings(config);
+  if (clients) checks.push(clients);
+
   // OCI principal.
   let id: SigningIdentity;
   try {
@@ -334,6 +337,31 @@ export async function runDoctor(
   if (config.google.serviceAccounts.length === 0)
     checks.push({ name: "impersonation", status: "skipped", details: ["no service account configured"] });
   return { ok: !checks.some((c) => c.status === "fail"), checks, claims };
+}
+
+/** Settings without which some Google clients fail although the chain works. */
+export function clientWarnings(config: Config): Check | undefined {
+  const details: string[] = [];
+  const fixes: string[] = [];
+  if (!config.google.projectId) {
+    details.push("no google.projectId: gcloud raises on the 404 of project/project-id, and clients cannot tell their project");
+    fixes.push("set google.projectId ($GOOGLE_CLOUD_PROJECT)");
+  }
+  if (config.google.serviceAccounts.length === 0) {
+    details.push(
+      "no service account: the federated token is served, which some Google APIs refuse; there are no ID tokens, " +
+        "and regional access boundary lookups need a service account email",
+    );
+    fixes.push("set google.serviceAccounts ($OCI2GCP_SERVICE_ACCOUNTS) to an account the pool may impersonate");
+  }
+  if (details.length === 0) return undefined;
+  return {
+    name: "clients",
+    status: "warn",
+    details,
+    cause: "some Google clients will fail with this configuration",
+    fix: fixes.join("; "),
+  };
 }
 
 const KEYS = "identity domain keys";

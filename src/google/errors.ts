@@ -1,5 +1,6 @@
 import { type Hop, HopError, type HopErrorCode, isRetryableStatus } from "../upstream/hop-error.js";
-import { parseRetryAfter } from "../upstream/retry.js";
+import { networkCode, networkWords, noAnswerWithin } from "../upstream/network.js";
+import { errorBodyText, parseRetryAfter } from "../upstream/retry.js";
 import { NotJsonAnswerError } from "./transport.js";
 
 interface GaxiosLike {
@@ -7,27 +8,31 @@ interface GaxiosLike {
   code?: string | number;
   message?: string;
   name?: string;
+  config?: { timeout?: number };
   response?: { status?: number; data?: unknown; headers?: { get?(n: string): string | null } };
   cause?: { code?: string; name?: string; cause?: unknown };
 }
 
-/**
- * What a network failure comes down to: the first error code along the chain of
- * causes (ECONNREFUSED, UND_ERR_SOCKET, ...), else the innermost cause's message
- * (fetch wraps every failure in a bare "fetch failed").
- */
-function rootCause(e: unknown): string | undefined {
+/** The innermost message along the chain of causes (fetch wraps every failure in a bare "fetch failed"). */
+function rootMessage(e: unknown): string | undefined {
   let message: string | undefined;
   for (
-    let c = e as { code?: unknown; cause?: unknown; message?: unknown } | undefined, i = 0;
+    let c = e as { cause?: unknown; message?: unknown } | undefined, i = 0;
     c && typeof c === "object" && i < 5;
     c = c.cause as typeof c, i++
   ) {
-    if (typeof c.code === "string") return c.code;
     if (typeof c.message === "string" && c.message) message = c.message;
   }
   return message;
 }
+
+/** The server a hop calls, as an operator knows it. */
+const SERVER: Record<Hop, string> = {
+  STS: "STS",
+  impersonation: "IAM Credentials",
+  "identity domain": "the identity domain",
+  "OCI principal": "the OCI service",
+};
 
 /**
  * What STS's refusal means, from its OAuth error and description: the only place
@@ -88,7 +93,7 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
     const said = code
       ? `${code}${desc ? `: ${desc}` : ""}`
       : typeof data === "string"
-        ? `non-JSON body: ${data.replace(/\s+/g, " ").slice(0, 200)}`
+        ? `non-JSON body: ${errorBodyText(data)}`
         : "no error details";
     return new HopError(hop, `${what}: HTTP ${status}: ${said}`, {
       // Only the error fields are read for the code: a proxy's HTML page says nothing about our token.
@@ -107,8 +112,11 @@ export function googleError(hop: Hop, what: string, e: unknown): HopError {
     g.name === "TimeoutError" || g.name === "AbortError" || g.cause?.name === "TimeoutError" || g.cause?.name === "AbortError";
   // Impersonated rewrites the message of what it throws to "unable to impersonate: Error: <message>".
   const message = g.message?.replace(/^(?:unable to impersonate: )?(?:Error: )?/, "");
+  const code = (typeof g.code === "string" ? g.code : undefined) ?? networkCode(g.cause);
   const why = timedOut
-    ? "no answer within upstream.timeoutMs"
-    : ((typeof g.code === "string" ? g.code : undefined) ?? rootCause(g.cause) ?? message ?? String(e));
+    ? noAnswerWithin(g.config?.timeout)
+    : code
+      ? networkWords(code, SERVER[hop])
+      : (rootMessage(g.cause) ?? message ?? String(e));
   return new HopError(hop, `${what} failed: ${why}`, { code: timedOut ? "timeout" : "unreachable", retryable: true, cause: e });
 }

@@ -12,6 +12,8 @@ const HOP = "impersonation" as const;
 
 export interface ImpersonationOptions {
   serviceAccount: string;
+  /** The delegation chain to the service account (emails), first delegate first. */
+  delegates?: readonly string[];
   iamCredentialsUrl: string;
   universeDomain: string;
   transporter: Transport;
@@ -28,7 +30,8 @@ function impersonated(federated: TokenSource, o: ImpersonationOptions, scopes: s
     targetPrincipal: o.serviceAccount,
     targetScopes: scopes,
     lifetime: lifetimeSeconds,
-    delegates: [],
+    // IAM Credentials names each delegate by its resource name.
+    delegates: (o.delegates ?? []).map((d) => `projects/-/serviceAccounts/${d}`),
     endpoint: o.iamCredentialsUrl,
   });
 }

@@ -1,5 +1,5 @@
 import { type AuthClient, gaxios } from "google-auth-library";
-import { snippet } from "../upstream/retry.js";
+import { notJsonBody } from "../upstream/retry.js";
 
 /** A success status whose body is not the JSON object every Google endpoint we call answers. */
 export class NotJsonAnswerError extends Error {
@@ -46,8 +46,10 @@ export function transport(timeoutMs: number): Transport {
     resolved: async (res) => {
       const data = (res as { data?: unknown }).data;
       if (!data || typeof data !== "object") {
-        const body = typeof data === "string" ? data : String(data);
-        throw new NotJsonAnswerError(`HTTP ${res.status} with a body that is not a JSON object: ${snippet(body, 80)}`);
+        // Described, never quoted: a body that is not the answer is not an error message either.
+        throw new NotJsonAnswerError(
+          `HTTP ${res.status} with ${typeof data === "string" ? notJsonBody(data) : data == null ? "an empty body" : "JSON that is not an object"}`,
+        );
       }
       return res;
     },

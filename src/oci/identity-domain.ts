@@ -1,7 +1,8 @@
 import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError, type HopErrorCode, isRetryableStatus } from "../upstream/hop-error.js";
-import { parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
+import { networkCode, networkWords, noAnswerWithin } from "../upstream/network.js";
+import { errorBodyText, notJsonBody, parseRetryAfter, type RetryPolicy, snippet, withRetry } from "../upstream/retry.js";
 import type { SigningIdentity } from "./principal.js";
 import { signRequest } from "./signer.js";
 
@@ -83,8 +84,10 @@ export class IdentityDomainTokenSource implements TokenSource<DomainToken> {
       });
       text = await res.text();
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string } };
-      const why = err.name === "TimeoutError" ? `no answer within ${this.opts.timeoutMs} ms` : (err.cause?.code ?? err.message);
+      const err = e as Error;
+      const code = networkCode(err.cause);
+      const why =
+        err.name === "TimeoutError" ? noAnswerWithin(this.opts.timeoutMs) : code ? networkWords(code, "the identity domain") : err.message;
       throw new HopError(HOP, `POST ${this.url.origin}/oauth2/v1/token failed: ${why}`, { code: "unreachable", retryable: true, cause: e });
     }
     return parseDomainAnswer(res.status, text, res.headers.get("retry-after"));
@@ -116,7 +119,7 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
     const error = typeof obj?.error === "string" ? obj.error : typeof obj?.code === "string" ? obj.code : undefined;
     const desc =
       typeof obj?.error_description === "string" ? obj.error_description : typeof obj?.message === "string" ? obj.message : undefined;
-    const said = error ? `${error}${desc ? `: ${desc}` : ""}` : obj ? snippet(text) : `non-JSON body: ${snippet(text)}`;
+    const said = error ? `${error}${desc ? `: ${desc}` : ""}` : obj ? snippet(text) : `non-JSON body: ${errorBodyText(text)}`;
     throw new HopError(HOP, `HTTP ${status}: ${said}`, {
       code: refusalCode(status, said),
       status,
@@ -125,7 +128,7 @@ export function parseDomainAnswer(status: number, text: string, retryAfter: stri
       retryAfterSeconds: parseRetryAfter(retryAfter),
     });
   }
-  if (!obj) throw new HopError(HOP, `HTTP 200 with a body that is not JSON: ${snippet(text, 80)}`, { code: "bad_answer", retryable: true });
+  if (!obj) throw new HopError(HOP, `HTTP 200 with ${notJsonBody(text)}`, { code: "bad_answer", retryable: true });
   const tok = obj.access_token;
   if (typeof tok !== "string" || tok === "")
     throw new HopError(HOP, "HTTP 200 without an access_token", { code: "bad_answer", retryable: true });

@@ -2,18 +2,21 @@ import http from "node:http";
 import os from "node:os";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from "fastify";
+import { PeerIdentifier } from "../access/peer.js";
 import { Policy } from "../access/policy.js";
 import type { Chain } from "../chain.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../log.js";
+import { METADATA_IP } from "../protocol.js";
 import { AccessControl, accessHook } from "./access.js";
 import { UpstreamBudget } from "./budget.js";
 import { type FastPath, makeFastPath } from "./fast-path.js";
 import { clientKeyOf, FloodCounter } from "./flood.js";
-import { makeGuard, makeRefusal } from "./guard.js";
+import { answerClientError, deny, makeGuard, makeRefusal, SERVER_OPTIONS } from "./guard.js";
 import { metadataPlugin } from "./metadata.js";
 import { type Metrics, metricsPlugin } from "./metrics.js";
 import { opsPlugin } from "./ops.js";
+import { passthroughPlugin } from "./passthrough.js";
 import { notFound, text } from "./respond.js";
 import { subjectTokenPlugin } from "./subject-token.js";
 
@@ -48,7 +51,56 @@ function clientKey(req: FastifyRequest): string {
   return req.caller?.key ?? clientKeyOf(req.ip);
 }
 
+/** The status of an error the client caused (4xx), if it is one. */
+function clientStatus(err: FastifyError): number | undefined {
+  const s = err.statusCode;
+  return typeof s === "number" && s >= 400 && s < 500 ? s : undefined;
+}
+
+/**
+ * The answer to a framework error: its status text and Fastify's stable code,
+ * never its message, which can repeat the URL or a header of the request.
+ */
+function errorText(err: FastifyError): string {
+  const status = clientStatus(err) ?? 400;
+  const code = /^FST_ERR_[A-Z0-9_]+$/.test(err.code ?? "") ? ` (${err.code})` : "";
+  return `oci2gcp: ${http.STATUS_CODES[status] ?? "Bad Request"}${code}\n`;
+}
+
 const KEEP_ALIVE_MS = 72_000;
+
+/** How long a listener keeps a connection, and how many it keeps. */
+export interface ConnectionSettings {
+  /** Open connections per listener; beyond it Node closes new ones at once. 0: no limit. */
+  maxConnections: number;
+  /**
+   * Time for a request to arrive in full, counted from the connection or from the
+   * previous answer's end; a connection that sends nothing is closed after it.
+   * Clients on this machine send their few hundred bytes at once. Default 30 s.
+   */
+  requestTimeoutMs?: number;
+  /** How often Node looks for connections past requestTimeoutMs. Default 5 s. */
+  checkIntervalMs?: number;
+  /** Idle time before a kept-alive connection is closed. Default 72 s. */
+  keepAliveMs?: number;
+}
+
+/**
+ * An HTTP server with the daemon's connection limits, for every listener: without
+ * them a connection that never sends a byte would hold its descriptor forever.
+ */
+export function makeHttpServer(handler: http.RequestListener, c: ConnectionSettings): http.Server {
+  const requestTimeout = c.requestTimeoutMs ?? 30_000;
+  const server = http.createServer(
+    { ...SERVER_OPTIONS, headersTimeout: requestTimeout, requestTimeout, connectionsCheckingInterval: c.checkIntervalMs ?? 5_000 },
+    handler,
+  );
+  server.keepAliveTimeout = c.keepAliveMs ?? KEEP_ALIVE_MS;
+  // No inactivity timeout while an answer waits on the upstream: the request timeout covers the request.
+  server.setTimeout(0);
+  if (c.maxConnections > 0) server.maxConnections = c.maxConnections;
+  return server;
+}
 
 /** The daemon's HTTP surface, ready for `listen()` or `inject()`. */
 export async function buildApp(opts: {
@@ -58,6 +110,8 @@ export async function buildApp(opts: {
   metrics?: Metrics;
   /** The access rules; by default those of the config (which reads the user and group files when there are rules). */
   access?: AccessControl;
+  /** Timeouts of the listener; the connection cap is server.maxConnections. */
+  connections?: Omit<ConnectionSettings, "maxConnections">;
 }): Promise<FastifyInstance> {
   const { config, chain } = opts;
   const access =
@@ -65,24 +119,23 @@ export async function buildApp(opts: {
     new AccessControl({
       policy: await Policy.fromConfig(config.access, config.google.serviceAccounts),
       logger: opts.logger,
+      // An intercepted caller's socket still shows the well-known address as its far end.
+      identifier: new PeerIdentifier(config.server.intercept ? { alsoFarEnds: [{ address: METADATA_IP, port: 80 }] } : {}),
       refused: (reason) => opts.metrics?.refused(reason),
     });
   const debugLogging = opts.logger.isLevelEnabled("debug");
-  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host) });
+  const refusal = makeRefusal({ ownHosts: ownHosts(config.server.host), allowedHosts: config.server.allowedHosts });
   const flood = new FloodCounter(config.server.maxRequestsPerMinute, 60_000, 10_000);
   const fast = makeFastPath({ chain, refusal, flood, metrics: opts.metrics, access });
   // At debug level every request is logged, which only Fastify's hooks do.
   if (debugLogging) fast.disable();
   const app: FastifyInstance = Fastify({
-    // The HTTP server Fastify would make, with the fast path in front of its handler.
-    // Fastify's own server settings are kept: keep-alive 72 s, no request or connection timeout.
-    serverFactory: (handler) => {
-      const server = http.createServer((req, res) => fast.handle(req, res) || handler(req, res));
-      server.keepAliveTimeout = KEEP_ALIVE_MS;
-      server.requestTimeout = 0;
-      server.setTimeout(0);
-      return server;
-    },
+    // The daemon's HTTP server, with the fast path in front of Fastify's handler.
+    serverFactory: (handler) =>
+      makeHttpServer((req, res) => fast.handle(req, res) || handler(req, res), {
+        ...opts.connections,
+        maxConnections: config.server.maxConnections,
+      }),
     keepAliveTimeout: KEEP_ALIVE_MS,
     loggerInstance: opts.logger as FastifyBaseLogger,
     // Per-request lines go out at debug level only (onResponse below): nothing per cached hit by default.
@@ -109,13 +162,13 @@ export async function buildApp(opts: {
     // Routes that differ by a trailing slash are different, as on the real server.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 320 },
     // Malformed URLs and the like are answered before hooks and routes run: still
-    // with the metadata headers (gcp-metadata rejects any answer without Metadata-Flavor).
-    frameworkErrors: (err, _req, reply) =>
-      text(
-        reply,
-        `oci2gcp: ${err.message}\n`,
-        typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400,
-      ),
+    // after the guard's decision, with the metadata headers, and without the URL.
+    frameworkErrors: (err, req, reply) => {
+      const why = refusal(req.headers, req.raw.url ?? "");
+      return why === undefined ? text(reply, errorText(err), clientStatus(err) ?? 400) : deny(reply, why);
+    },
+    // Requests Node's parser refuses never reach Fastify: they are answered in the same form.
+    clientErrorHandler: answerClientError,
   });
   if (debugLogging) {
     app.addHook("onResponse", async (req, reply) => {
@@ -126,11 +179,18 @@ export async function buildApp(opts: {
     });
   }
 
+  // First of the onRequest hooks: what is relayed to OCI never meets the guard (see passthrough.ts).
+  if (config.server.intercept)
+    await app.register(passthroughPlugin, { origin: new URL(config.oci.metadataUrl).origin, timeoutMs: config.upstream.timeoutMs });
+  // The guard decides next: every answer after it, errors included, is for a request it let through.
+  app.addHook("onRequest", makeGuard(refusal));
   app.addHook("onRequest", async (req, reply) => {
     if (req.url.length > LIMITS.maxUrlLength) {
       return text(reply, `oci2gcp: URL longer than ${LIMITS.maxUrlLength} characters\n`, 414);
     }
   });
+  // Then who is asking: each request learns its connection's caller, and callers no rule names are refused.
+  app.addHook("onRequest", accessHook(access));
   const routes: { method: string; url: string }[] = [];
   app.decorate("servedRoutes", routes);
   app.decorate("fastPath", fast);
@@ -142,8 +202,6 @@ export async function buildApp(opts: {
     for (const m of [r.method].flat()) if (m !== "HEAD") routes.push({ method: m, url: r.url });
   });
   if (opts.metrics) await app.register(metricsPlugin, { metrics: opts.metrics });
-  app.addHook("onRequest", makeGuard(refusal));
-  app.addHook("onRequest", accessHook(access));
   await app.register(rateLimit, {
     // A limit of 0 is no limit, as for the upstream budget: the plugin then guards no route.
     global: flood.max > 0,
@@ -174,9 +232,9 @@ export async function buildApp(opts: {
 
   app.setNotFoundHandler((_req, reply) => notFound(reply));
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    const status = typeof err.statusCode === "number" && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const status = clientStatus(err) ?? 500;
     if (status >= 500) req.log.error({ err, url: req.routeOptions.url }, "unexpected error");
-    return text(reply, `oci2gcp: ${status < 500 ? err.message : "internal error"}\n`, status);
+    return text(reply, status < 500 ? errorText(err) : "oci2gcp: internal error\n", status);
   });
   return app;
 }

@@ -1,14 +1,26 @@
+import net from "node:net";
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from "@fastify/rate-limit";
 import { LRUCache } from "lru-cache";
 import { type Clock, systemClock } from "../token/clock.js";
 
 /**
  * Who a request comes from, for the flood guard and the upstream budget: its
- * socket's address (Fastify's req.ip), or for the Unix socket listener, where
- * there is none, the socket's clients as one.
+ * socket's address (Fastify's req.ip) for remote clients; every loopback address
+ * as one client, since any local process can bind any of 127.0.0.0/8 and so
+ * would get a fresh allowance per address; and for the Unix socket listener,
+ * where there is no address, the socket's clients as one.
  */
 export function clientKeyOf(address: string | undefined): string {
-  return address ?? "unix-socket";
+  if (address === undefined) return "unix-socket";
+  return isLoopbackAddress(address) ? "loopback" : address;
+}
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x, in any spelling Node's sockets report. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.toLowerCase();
+  const v4 = a.startsWith("::ffff:") ? a.slice(7) : a;
+  if (net.isIPv4(v4)) return v4.startsWith("127.");
+  return net.isIPv6(a) && /^(0{0,4}:){2,7}0{0,3}1$/.test(a.replace(/^::/, "0::"));
 }
 
 interface Window {

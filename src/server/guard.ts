@@ -1,8 +1,12 @@
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, ServerOptions } from "node:http";
+import http from "node:http";
+import net from "node:net";
+import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
+import { metadataHeaderSet } from "./respond.js";
 
-/** Host names a request may be addressed to, besides the daemon's own address. */
+/** Host names a request may be addressed to, besides the daemon's own address and server.allowedHosts. */
 const ALWAYS_ALLOWED_HOSTS = ["localhost", "metadata.google.internal", "169.254.169.254", "127.0.0.1", "[::1]"];
 
 /** Paths served without `Metadata-Flavor: Google`, as the real metadata server serves `/`. */
@@ -11,15 +15,49 @@ const NO_FLAVOR_PATHS = new Set(["/", "/healthz", "/readyz", "/metrics"]);
 export interface GuardOptions {
   /** Addresses the daemon listens on (host names or IPs, without port). */
   ownHosts: string[];
+  /** More host names or addresses requests may name (server.allowedHosts). */
+  allowedHosts?: string[];
 }
 
-function hostWithoutPort(h: string): string {
-  if (h.startsWith("[")) {
-    const end = h.indexOf("]");
-    return end < 0 ? h : h.slice(0, end + 1);
-  }
-  const i = h.lastIndexOf(":");
-  return i < 0 ? h : h.slice(0, i);
+const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+const HOST_NAME_RE = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`, "i");
+
+/**
+ * The host of a Host header or of a request target's authority, lower-cased
+ * (an IPv6 address in brackets), or undefined when it is not exactly a host
+ * name or an IP address and an optional numeric port: no user info, no
+ * spaces, no second value, no empty or named port.
+ */
+export function hostOfAuthority(authority: string): string | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(authority);
+  if (!m) return undefined;
+  const name = m[1]!.toLowerCase();
+  if (m[2] !== undefined && Number(m[2]) > 65535) return undefined;
+  if (name.startsWith("[")) return net.isIPv6(name.slice(1, -1)) ? name : undefined;
+  return net.isIPv4(name) || HOST_NAME_RE.test(name) ? name : undefined;
+}
+
+/** A configured host (no port; an IPv6 address with or without brackets) as hostOfAuthority spells it. */
+function allowedForm(host: string): string {
+  return (net.isIPv6(host) ? `[${host}]` : host).toLowerCase();
+}
+
+/**
+ * The path a request target names: the target itself in origin form (`/a?b`),
+ * or the path of an absolute-form target (`http://host/a?b`, as a proxy client
+ * sends) with its authority; undefined for any other form.
+ */
+function targetOf(url: string): { path: string; authority?: string } | undefined {
+  if (url.startsWith("/")) return { path: pathOf(url) };
+  const m = /^http:\/\/([^/?#]*)([/?][^#]*)?$/i.exec(url);
+  if (!m) return undefined;
+  const rest = m[2] ?? "/";
+  return { path: rest.startsWith("?") ? "/" : pathOf(rest), authority: m[1]! };
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf("?");
+  return q < 0 ? url : url.slice(0, q);
 }
 
 /**
@@ -29,30 +67,42 @@ function hostWithoutPort(h: string): string {
  * a browser makes on a web page's behalf (Origin, Sec-Fetch-Site cross-site).
  * Then requires `Metadata-Flavor: Google` everywhere but on `/` and the probes.
  */
-export function makeGuard(refusal: ReturnType<typeof makeRefusal>) {
+export function makeGuard(refusal: Refusal) {
   return async function guard(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const why = refusal(req.headers, req.url);
-    if (why !== undefined) return deny(reply, 403, why);
+    const why = refusal(req.headers, req.originalUrl);
+    if (why !== undefined) return deny(reply, why);
   };
 }
 
+export type Refusal = (h: IncomingHttpHeaders, url: string) => string | undefined;
+
 /**
- * The guard's decision alone: why a request with these headers and this URL is
- * refused, or undefined when it may go on. Shared by the guard hook and the
- * cached-token fast path, so both refuse exactly the same requests.
+ * The guard's decision alone: why a request with these headers and this raw
+ * request target is refused, or undefined when it may go on. Shared by the
+ * guard hook, the framework's own error answers and the cached-token fast path,
+ * so all of them refuse exactly the same requests. The texts are fixed: nothing
+ * of the request is repeated in them.
  */
-export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: string) => string | undefined {
-  const allowed = new Set([
-    ...ALWAYS_ALLOWED_HOSTS,
-    ...opts.ownHosts.map((h) => (h.includes(":") && !h.startsWith("[") ? `[${h}]` : h).toLowerCase()),
-  ]);
+export function makeRefusal(opts: GuardOptions): Refusal {
+  const allowed = new Set([...ALWAYS_ALLOWED_HOSTS, ...opts.ownHosts.map(allowedForm), ...(opts.allowedHosts ?? []).map(allowedForm)]);
+  const isAllowed = (authority: string | undefined) => {
+    const host = authority === undefined ? undefined : hostOfAuthority(authority);
+    return host !== undefined && allowed.has(host);
+  };
   return (h, url) => {
     if (h["x-forwarded-for"] !== undefined || h.forwarded !== undefined) {
       return "Request refused: it carries X-Forwarded-For or Forwarded, so it came through a proxy.";
     }
-    const host = h.host;
-    if (host === undefined || !allowed.has(hostWithoutPort(host).toLowerCase())) {
-      return "Request refused: its Host header does not name this daemon (allowed: localhost, the listen address, metadata.google.internal, 169.254.169.254).";
+    if (!isAllowed(h.host)) {
+      return (
+        "Request refused: its Host header does not name this daemon " +
+        "(allowed: localhost, the listen address, metadata.google.internal, 169.254.169.254, server.allowedHosts)."
+      );
+    }
+    const target = targetOf(url);
+    if (target === undefined) return "Request refused: its request target is neither a path nor an http:// URL.";
+    if (target.authority !== undefined && !isAllowed(target.authority)) {
+      return "Request refused: its request target names a host that is not this daemon.";
     }
     if (h.origin !== undefined) {
       return "Request refused: it carries an Origin header, as a browser does for a web page.";
@@ -61,23 +111,46 @@ export function makeRefusal(opts: GuardOptions): (h: IncomingHttpHeaders, url: s
     if (site !== undefined && site !== "none" && site !== "same-origin") {
       return "Request refused: Sec-Fetch-Site says a web page sent it.";
     }
-    const q = url.indexOf("?");
-    const path = q < 0 ? url : url.slice(0, q);
-    if (!NO_FLAVOR_PATHS.has(path) && h[METADATA_FLAVOR_HEADER] !== METADATA_FLAVOR) {
+    if (!NO_FLAVOR_PATHS.has(target.path) && h[METADATA_FLAVOR_HEADER] !== METADATA_FLAVOR) {
       return "Your client does not have permission to get URL from this server. Missing Metadata-Flavor:Google header.";
     }
     return undefined;
   };
 }
 
-function deny(reply: FastifyReply, status: number, text: string): FastifyReply {
-  return reply
-    .code(status)
-    .header(METADATA_FLAVOR_HEADER, METADATA_FLAVOR)
-    .header("content-type", "text/html; charset=UTF-8")
-    .send(
-      Buffer.from(
-        `<!DOCTYPE html>\n<html lang=en>\n<title>Error ${status} (Forbidden)!!1</title>\n<p><b>${status}.</b> <ins>${text}</ins></p>\n`,
-      ),
-    );
+export const HTML = "text/html; charset=UTF-8";
+
+/** The real metadata server's error page: status and fixed text only. */
+export function errorPage(status: number, text: string): Buffer {
+  const title = `Error ${status} (${http.STATUS_CODES[status] ?? "Error"})!!1`;
+  return Buffer.from(`<!DOCTYPE html>\n<html lang=en>\n<title>${title}</title>\n<p><b>${status}.</b> <ins>${text}</ins></p>\n`);
+}
+
+export function deny(reply: FastifyReply, text: string): FastifyReply {
+  return reply.code(403).headers(metadataHeaderSet(HTML)).send(errorPage(403, text));
+}
+
+/**
+ * Options of every HTTP server of the daemon: Node would answer a request
+ * without Host (HTTP/1.1) itself, bare; without this the guard answers it.
+ */
+export const SERVER_OPTIONS: ServerOptions = { requireHostHeader: false };
+
+/**
+ * What Node's HTTP parser refuses before any handler runs (bytes that are not
+ * HTTP, headers too large, a bad header value): answered in the metadata
+ * server's form, never with anything of the request. A server's 'clientError'
+ * listener, and Fastify's clientErrorHandler.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  if (socket.writable) {
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    const body = errorPage(status, "Your client has issued a malformed or illegal request.");
+    const headers = { ...metadataHeaderSet(HTML), "content-length": String(body.length), connection: "close" };
+    const head = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${head.join("")}\r\n`);
+    socket.write(body);
+  }
+  socket.destroy();
 }

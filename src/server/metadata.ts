@@ -102,6 +102,9 @@ function refusedScopes(e: unknown, scopedHop: Hop): boolean {
   );
 }
 
+/** The content type of an ID-token answer. */
+export const IDENTITY_TYPE = "text/html";
+
 /** The token route's template, as metrics label it. */
 export const TOKEN_ROUTE = `${METADATA_ROOT}/instance/service-accounts/:account/token`;
 
@@ -296,7 +299,10 @@ export async function metadataPlugin(app: FastifyInstance, o: MetadataOptions): 
     try {
       const t = await o.chain.idToken({ account: chainAccount(req.caller, req.params.account), audience, format, admit: o.admit(req) });
       o.access.obtained(req.caller, a.email, "id");
-      return text(reply, t.value);
+      // Exactly text/html, sent as a Buffer so that no charset is appended: Ruby googleauth 0.12 to 0.16.0
+      // takes an ID token only from that type (later ones also from application/text); every other client
+      // reads the body whatever its type.
+      return metadataHeaders(reply, IDENTITY_TYPE).send(Buffer.from(t.value));
     } catch (e) {
       return failText(reply, e);
     }

@@ -4,6 +4,7 @@ import type { Chain } from "../chain.js";
 import type { CacheEvents } from "../token/cache.js";
 import { HOP_IDS, type Hop } from "../upstream/hop-error.js";
 import { AmendedHistogram, type ExportedValue } from "./prom-internals.js";
+import { metadataHeaderSet } from "./respond.js";
 
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 
@@ -35,7 +36,8 @@ class Tally {
 /**
  * Prometheus metrics, with labels that stay bounded whatever clients ask: HTTP
  * by route template (never the raw path), tokens by kind and configured account
- * (never by audience or scope set).
+ * (never by audience or scope set). No label names a service account: scrapers
+ * send no Metadata-Flavor, so whoever can forge a request reads them too.
  */
 export class Metrics {
   readonly registry = new client.Registry();
@@ -103,7 +105,9 @@ export class Metrics {
     const self = this;
     new client.Gauge({
       name: "oci2gcp_token_expiry_seconds",
-      help: "Seconds until the cached token expires: the soonest of its kind and account.",
+      help:
+        "Seconds until the cached token expires: the soonest of its kind and account " +
+        "(the account's place in google.serviceAccounts, 0 being default; empty for tokens of no account).",
       labelNames: ["kind", "account"],
       registers,
       collect() {
@@ -147,8 +151,10 @@ export class Metrics {
     const soonest = new Map<string, { kind: string; account: string; v: number }>();
     for (const { kind, state } of this.chain?.states() ?? []) {
       if (!state.token) continue;
-      const first = state.key.split(" ", 1)[0]!;
-      const account = first.includes("@") ? first : "";
+      // /metrics answers without Metadata-Flavor, so a forged request can read it: its
+      // labels name no service account, only its place in the configured list.
+      const index = this.chain!.accounts.indexOf(state.key.split(" ", 1)[0]!);
+      const account = index < 0 ? "" : String(index);
       const k = `${kind} ${account}`;
       const v = (state.token.expiresAt - now) / 1000;
       const cur = soonest.get(k);
@@ -205,7 +211,7 @@ export const metricsPlugin = fp<MetricsPluginOptions>(
     });
     app.get("/metrics", async (_req, reply) => {
       const body = await metrics.registry.metrics();
-      return reply.header("content-type", metrics.registry.contentType).send(body);
+      return reply.headers(metadataHeaderSet(metrics.registry.contentType)).send(body);
     });
   },
   { name: "oci2gcp-metrics", fastify: "5.x" },

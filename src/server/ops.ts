@@ -2,6 +2,8 @@ import type { FastifyInstance } from "fastify";
 import type { Chain } from "../chain.js";
 import { scrub } from "../log.js";
 import { STATUS_PATH } from "../protocol.js";
+import { BackoffError, BelowFloorError } from "../token/errors.js";
+import { HOP_IDS, type Hop, HopError } from "../upstream/hop-error.js";
 import type { Caller } from "./access.js";
 import { describeFailure, json, text } from "./respond.js";
 
@@ -29,7 +31,8 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
     } catch (e) {
       const f = describeFailure(e);
       reply.header("retry-after", String(f.retryAfter ?? 5));
-      return text(reply, `not ready: ${f.message.replace(/^oci2gcp: /, "")}\n`, 503);
+      const { hop, code } = failingHop(e);
+      return text(reply, `not ready: hop ${hop}, code ${code}\n`, 503);
     }
   });
 
@@ -50,4 +53,18 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
     const accounts = o.chain.accounts.filter((a) => req.caller.grant?.allows(a));
     return json(reply, { startedAt: new Date(o.startedAt).toISOString(), accounts, caches });
   });
+}
+
+/**
+ * Which hop keeps the default token from being served, and why, as the hop's
+ * metrics id and a stable code: what an operator's probe needs. Never the
+ * upstream's words, which /readyz (answered without Metadata-Flavor, so to a
+ * forged request too) must not pass on.
+ */
+export function failingHop(e: unknown): { hop: string; code: string } {
+  let cause = e;
+  while (cause instanceof BackoffError) cause = cause.cause;
+  if (cause instanceof HopError) return { hop: HOP_IDS[cause.hop], code: cause.code };
+  if (cause instanceof BelowFloorError) return { hop: HOP_IDS[cause.label as Hop] ?? "unknown", code: "below_floor" };
+  return { hop: "unknown", code: "failed" };
 }

@@ -4,7 +4,7 @@ import { scrub } from "../log.js";
 import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
 import { BackoffError, BelowFloorError } from "../token/errors.js";
 import type { Token } from "../token/token-source.js";
-import { HopError } from "../upstream/hop-error.js";
+import { bounded, HopError } from "../upstream/hop-error.js";
 import { BudgetExceededError } from "./budget.js";
 
 export const TEXT = "application/text";
@@ -18,6 +18,8 @@ export function metadataHeaderSet(contentType: string): Record<string, string> {
     server: "Metadata Server for VM",
     "x-xss-protection": "0",
     "x-frame-options": "SAMEORIGIN",
+    // Every answer, errors included, is only what its Content-Type says.
+    "x-content-type-options": "nosniff",
   };
 }
 
@@ -118,8 +120,9 @@ function failed(f: { hop: string; detail: string }, retryAfterSeconds: number | 
   };
 }
 
+/** What an error that is not a hop's says, bounded as a hop's detail is (a library's message can carry a whole answer). */
 function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+  return bounded(e instanceof Error ? e.message : String(e));
 }
 
 export function failText(reply: FastifyReply, e: unknown): FastifyReply {

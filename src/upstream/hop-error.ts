@@ -69,11 +69,37 @@ export interface HopErrorOptions {
   cause?: unknown;
 }
 
+/** Longest `detail` kept: room for our own words and a few hundred characters of what an upstream said. */
+export const MAX_DETAIL_CHARS = 600;
+/** Characters kept of the end of a detail that is cut: where the attempt count and hints go. */
+const KEPT_TAIL_CHARS = 120;
+/** Longest upstream error code kept: OAuth and Google codes are short words. */
+const MAX_UPSTREAM_ERROR_CHARS = 100;
+
+/**
+ * Text bounded to `max` characters: the middle of a longer one is left out and
+ * counted, so the start (what happened) and the end (what was added after the
+ * upstream's words) survive. Never splits a surrogate pair.
+ */
+export function bounded(s: string, max = MAX_DETAIL_CHARS, tail = Math.min(KEPT_TAIL_CHARS, Math.floor(max / 4))): string {
+  if (s.length <= max) return s;
+  const marker = (n: number) => ` … [${n} characters left out] … `;
+  let head = max - tail - marker(s.length).length;
+  let from = s.length - tail;
+  if (/[\uD800-\uDBFF]/.test(s.charAt(head - 1))) head--;
+  if (/[\uDC00-\uDFFF]/.test(s.charAt(from))) from++;
+  return `${s.slice(0, Math.max(0, head))}${marker(from - head)}${s.slice(from)}`;
+}
+
 /**
  * A failure of one hop: which hop, a stable code, and what happened in words
  * (`detail`, which repeats what the upstream said). The message is
  * `<hop>: <detail>`. Never contains token material: details are built from
  * status codes and the servers' error fields.
+ *
+ * Every word an upstream says reaches answers, the status page and logs through
+ * here, so this is where it is bounded: a server that answers a megabyte of
+ * error message cannot make every consumer carry it.
  */
 export class HopError extends Error {
   readonly hop: Hop;
@@ -86,16 +112,32 @@ export class HopError extends Error {
   readonly retryAfterSeconds?: number;
 
   constructor(hop: Hop, detail: string, opts: HopErrorOptions) {
-    super(`${hop}: ${detail}`, opts.cause === undefined ? undefined : { cause: opts.cause });
+    const said = bounded(detail);
+    super(`${hop}: ${said}`, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "HopError";
     this.hop = hop;
     this.code = opts.code;
-    this.detail = detail;
+    this.detail = said;
     this.status = opts.status;
-    this.upstreamError = opts.upstreamError;
+    this.upstreamError = opts.upstreamError === undefined ? undefined : bounded(opts.upstreamError, MAX_UPSTREAM_ERROR_CHARS, 0);
     this.retryable = opts.retryable ?? false;
     this.retryAfterSeconds = opts.retryAfterSeconds;
   }
+}
+
+/**
+ * The same failure, with what the retry loop adds when it gives up (the attempt
+ * count): every field kept, the original error as the cause's cause.
+ */
+export function withDetail(e: HopError, detail: string): HopError {
+  return new HopError(e.hop, detail, {
+    code: e.code,
+    status: e.status,
+    upstreamError: e.upstreamError,
+    retryable: e.retryable,
+    retryAfterSeconds: e.retryAfterSeconds,
+    cause: e.cause,
+  });
 }
 
 export function isRetryableStatus(status: number): boolean {

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import path from "node:path";
 import t from "tap";
 import { DEMO_SERVICE_ACCOUNT, startStack } from "../helpers/stack.js";
@@ -49,4 +49,59 @@ t.test("oci2gcp status without a daemon says so and fails", async (t) => {
   t.equal(r.code, 1);
   t.match(r.err, /cannot reach the daemon at http:\/\/127\.0\.0\.1:9/);
   t.equal(r.out, "");
+});
+
+t.test("oci2gcp status escapes control characters and bidi overrides, and cuts long keys", async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+  const identity = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=";
+  const nasty = "https://x.example/%1b[2J%07%0d%0aforged-row%e2%80%aeb%c2%9b";
+  const long = `https://long.example/${"a".repeat(300)}`;
+  t.equal((await s.get(`${identity}${nasty}`)).status, 200);
+  t.equal((await s.get(`${identity}${encodeURIComponent(long)}`)).status, 200);
+
+  const table = await run(["status", "--url", s.url]);
+  t.equal(table.code, 0, table.err);
+  const unsafe = [...table.out].filter((c) => {
+    const n = c.codePointAt(0)!;
+    return (n < 0x20 && c !== "\n") || (n >= 0x7f && n <= 0x9f) || (n >= 0x202a && n <= 0x202e) || (n >= 0x2066 && n <= 0x2069);
+  });
+  t.same(unsafe, [], "no control character but the newlines");
+  t.match(table.out, /https:\/\/x\.example\/\\x1b\[2J\\x07\\x0d\\x0aforged-row\\u202eb\\x9b/, "shown as escapes");
+  t.notMatch(table.out, /^forged-row/m, "a CRLF does not start a row");
+  const lines = table.out.split("\n");
+  t.ok(
+    lines.some((l) => l.includes(`https://long.example/${"a".repeat(30)}`) && l.includes("…")),
+    "the long audience is cut with an ellipsis",
+  );
+  const widest = Math.max(...lines.map((l) => [...l].length));
+  t.ok(widest < 300, `rows of ${widest} characters at most`);
+
+  const json = await run(["status", "--url", s.url, "--json"]);
+  const body = JSON.parse(json.out) as { caches: { key: string }[] };
+  t.ok(
+    body.caches.some((c) => c.key.endsWith(` ${long}`)),
+    "JSON keeps the key whole",
+  );
+  t.ok(
+    body.caches.some((c) => c.key.includes("\u001b[2J\u0007\r\nforged-row\u202eb\u009b")),
+    "JSON keeps the key exact",
+  );
+});
+
+t.test("oci2gcp status into a reader that stops early ends quietly with status 0", async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+  t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/token")).status, 200);
+  const child = spawn(process.execPath, [bin, "status", "--url", s.url], {
+    env: { PATH: process.env.PATH },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // The reader is gone before the table is written, as with `| head -1` on a slow answer.
+  child.stdout.destroy();
+  let err = "";
+  child.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
+  const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+  t.equal(code, 0, err);
+  t.equal(err, "", "no stack trace");
 });

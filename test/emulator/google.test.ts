@@ -273,7 +273,8 @@ t.test("STS rejections", async (t) => {
       stsForm({ audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool/providers/nope" }),
     ),
     "invalid_target",
-    'The target service indicated by the "audience" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn\'t exist.',
+    'The target service indicated by the "audience" parameters is invalid. ' +
+      "This might either be because the pool or provider is disabled or deleted or because it doesn't exist.",
   );
   stsRejects(
     t,
@@ -356,7 +357,8 @@ t.test("IAM Credentials rejections", async (t) => {
     unknown,
     401,
     "UNAUTHENTICATED",
-    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. " +
+      "See https://developers.google.com/identity/sign-in/web/devconsole-project.",
   );
   t.match(unknown.headers.get("www-authenticate"), /error="invalid_token"/);
   const notAllowed = await iam(OTHER_SA, "generateAccessToken", fed, { scope: [CLOUD] });

@@ -374,7 +374,8 @@ t.test("session token (oci session authenticate) via SessionAuthDetailProvider; 
   fs.writeFileSync(path.join(dir, "token"), s.token);
   fs.writeFileSync(
     path.join(dir, "config"),
-    `[DEFAULT]\nfingerprint=00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff\ntenancy=${em.tenancy}\nregion=us-ashburn-1\nkey_file=${path.join(dir, "key.pem")}\nsecurity_token_file=${path.join(dir, "token")}\n`,
+    `[DEFAULT]\nfingerprint=00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff\ntenancy=${em.tenancy}\nregion=us-ashburn-1\n` +
+      `key_file=${path.join(dir, "key.pem")}\nsecurity_token_file=${path.join(dir, "token")}\n`,
   );
   const provider = new oci.SessionAuthDetailProvider(path.join(dir, "config"), "DEFAULT");
   t.equal(await provider.getKeyId(), `ST$${s.token}`);

@@ -118,6 +118,7 @@ t.test("no answer, no answer in time, and a 200 that is not JSON", async (t) => 
     .catch((e: unknown) => e);
   const e = googleError("STS", "token exchange", thrown);
   t.equal(e.code, "bad_answer", "a 200 with a page is a bad answer, not an unreachable server");
-  t.match(e.detail, /HTTP 200 with a body that is not a JSON object/);
+  t.match(e.detail, /HTTP 200 with a body that is not JSON \(27 bytes\)$/);
+  t.notMatch(e.detail, /captive portal/, "the body is described, not quoted");
   t.ok(e.retryable);
 });

@@ -69,7 +69,7 @@ const hops: Hop[] = [
       [
         "non-JSON body",
         "<html>upstream proxy error</html>",
-        /STS hop failed: token exchange failed: HTTP 200 with a body that is not a JSON object/,
+        /STS hop failed: token exchange failed: HTTP 200 with a body that is not JSON \(33 bytes\), 3 attempts\n$/,
       ],
       ["JSON without fields", "{}", /without an access_token/],
       [
@@ -96,7 +96,7 @@ const hops: Hop[] = [
     hop: /the impersonation hop failed: /,
     fresh: () => imp.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.iam${++n}`),
     garbage: [
-      ["non-JSON body", "Service Unavailable", /failed: HTTP 200 with a body that is not a JSON object: Service Unavailable/],
+      ["non-JSON body", "Service Unavailable", /failed: HTTP 200 with a body that is not JSON \(19 bytes\), 3 attempts\n$/],
       ["JSON without fields", "{}", /generateAccessToken for oci-workload@\S+ answered without an accessToken/],
       [
         "expireTime in the past",
@@ -120,7 +120,7 @@ const hops: Hop[] = [
     hop: /the impersonation hop failed: /,
     fresh: () => imp.get(`${IDENTITY}?audience=https://aud${++n}.example.com`),
     garbage: [
-      ["non-JSON body", "<<<", /failed: HTTP 200 with a body that is not a JSON object: <<</],
+      ["non-JSON body", "<<<", /failed: HTTP 200 with a body that is not JSON \(3 bytes\), 3 attempts\n$/],
       ["JSON without fields", "{}", /generateIdToken for oci-workload@\S+ answered with something that is not a JWT/],
       ["a JWT that does not parse", JSON.stringify({ token: "eyJhbGciOi.this-is-not.base64-json" }), /not a JWT/],
       ["a JWT without exp", JSON.stringify({ token: fakeJwt({ iss: "https://accounts.google.com", aud: "x" }) }), /not a JWT/],
@@ -215,7 +215,7 @@ for (const h of hops) {
       const r = await h.fresh();
       t.equal(r.status, 503, r.text);
       t.match(r.text, h.hop);
-      t.match(r.text, /no answer within upstream\.timeoutMs/);
+      t.match(r.text, new RegExp(`no answer within ${TIMEOUT_MS} ms \\(upstream\\.timeoutMs\\), ${ATTEMPTS} attempts`));
       // attempts × timeout, plus backoff between them (200 ms, 400 ms at most), plus slack.
       t.ok(r.ms < ATTEMPTS * TIMEOUT_MS + 600 + 1500, `answered in ${r.ms} ms`);
     });
@@ -227,8 +227,8 @@ for (const h of hops) {
       t.match(r.text, h.hop);
       t.match(
         r.text,
-        /failed: (?:UND_ERR_SOCKET|ECONNRESET|socket hang up|other side closed)/,
-        'the socket error, not a bare "fetch failed"',
+        /failed: the connection was (?:closed|reset) before (?:STS|IAM Credentials) answered \((?:UND_ERR_SOCKET|ECONNRESET)\), 3 attempts/,
+        'the socket error in words, not a bare "fetch failed"',
       );
       await clearFaults(emu);
     });

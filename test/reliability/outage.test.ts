@@ -109,7 +109,7 @@ t.test("STS down longer than the token lives: served to the floor, then 503 nami
     if (s.status !== 503) t.fail(`status ${s.status}: ${s.text}`);
     if (!(s.retryAfter! >= 1 && s.retryAfter! <= 60)) t.fail(`Retry-After ${s.retryAfter}`);
     if (
-      !/^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/.test(
+      !/^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503, 2 attempts\n$/.test(
         s.text,
       )
     ) {
@@ -196,7 +196,7 @@ t.test("STS down under impersonation: cached access tokens outlive it; new varia
     t.equal(r.status, 503);
     t.match(
       r.text,
-      /^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503\n$/,
+      /^oci2gcp: no valid token: the STS hop failed: token exchange: HTTP 503: injected_fault: fault injected with status 503, 2 attempts\n$/,
       "names STS and its error, once",
     );
     t.notMatch(r.text, /unable to impersonate/, "not rewritten by google-auth-library");

@@ -230,7 +230,11 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
     [
       "an audience that is not a pool provider",
       { ...good, google: { audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/oci-pool" } },
-      /google\.audience \(\$GCP_AUDIENCE\) is not a workload identity pool provider: expected \/\/iam\.googleapis\.com\/projects\/PROJECT_NUMBER\/locations\/global\/workloadIdentityPools\/POOL\/providers\/PROVIDER/,
+      new RegExp(
+        /google\.audience \(\$GCP_AUDIENCE\) is not a workload identity pool provider: /.source +
+          /expected \/\/iam\.googleapis\.com\/projects\/PROJECT_NUMBER\/locations\/global\/workloadIdentityPools\/POOL\/providers\/PROVIDER/
+            .source,
+      ),
     ],
     [
       "an audience with a project id instead of the number",
@@ -240,7 +244,10 @@ t.test("configuration mistakes: a ConfigError naming the setting and the fix; se
           audience: "//iam.googleapis.com/projects/my-project/locations/global/workloadIdentityPools/oci-pool/providers/oci-provider",
         },
       },
-      /google\.audience \(\$GCP_AUDIENCE\): the project segment "my-project" is not a number; Google wants the project NUMBER there.*gcloud projects describe my-project --format='value\(projectNumber\)'/,
+      new RegExp(
+        /google\.audience \(\$GCP_AUDIENCE\): the project segment "my-project" is not a number; Google wants the project NUMBER there/
+          .source + /.*gcloud projects describe my-project --format='value\(projectNumber\)'/.source,
+      ),
     ],
     [
       "an impersonation URL that does not parse",

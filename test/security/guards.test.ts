@@ -189,7 +189,15 @@ t.test("the upstream budget: new audiences beyond it get 429, cached answers are
   t.equal((await get(me, id("https://budget1.example.com"))).status, 200, "a cached audience, same client");
   t.equal((await get(me, TOKEN)).status, 200, "the cached access token, same client");
   t.equal((await get(other, id("https://budget2.example.com"))).status, 200, "a cached audience, another client");
-  t.equal((await get(other, id("https://budget5.example.com"))).status, 200, "another client has its own budget");
+  // Any local process can bind any of 127.0.0.0/8: all loopback addresses are one client.
+  const callsBefore = (await calls(emu))["google.iam.generateIdToken"];
+  for (let i = 2; i <= 20; i++) {
+    const r = await get({ port, localAddress: `127.0.0.${i}` }, id(`https://rotate${i}.example.com`));
+    t.equal(r.status, 429, `a new audience from 127.0.0.${i}: over the same budget`);
+  }
+  t.equal((await calls(emu))["google.iam.generateIdToken"], callsBefore, "rotating source addresses starts no upstream call");
+  const sock = (p: string) => raw({ socketPath }, p, { host: "localhost", ...flavor });
+  t.equal((await sock(id("https://budget5.example.com"))).status, 200, "another client (the Unix socket) has its own budget");
   t.equal((await get(me, id("https://budget6.example.com"))).status, 429, "still over for the first client");
 });
 
@@ -213,10 +221,15 @@ t.test("bounds on what a request may ask for", async (t) => {
   }));
   t.ok(huge.status === 414 || huge.status === 431, `a 70 KB URL: ${huge.status}`);
   // Many distinct audiences: the cache of ID-token variants stays at server.maxCachedVariants.
+  // (A daemon without an upstream budget: loopback clients share one, which would stop them first.)
+  const v = await startStack({ emu, overrides: { "server.upstreamBudgetPerMinute": 0, "server.maxCachedVariants": 4 } });
+  t.teardown(() => v.close());
+  const vport = Number(new URL(v.url).port);
   for (let i = 0; i < 12; i++) {
-    await raw({ port, localAddress: `127.0.0.${10 + i}` }, `${SA}/identity?audience=https://many${i}.example.com`, { host, ...flavor });
+    const r = await raw({ port: vport }, `${SA}/identity?audience=https://many${i}.example.com`, { host, ...flavor });
+    t.equal(r.status, 200, `audience ${i}`);
   }
-  const ids = d.daemon.chain.states().filter((s) => s.kind === "id-token");
+  const ids = v.daemon.chain.states().filter((s) => s.kind === "id-token");
   t.ok(ids.length <= 4, `${ids.length} ID-token variants cached (server.maxCachedVariants = 4)`);
   t.equal(ids.length, 4, "the most recent ones are kept");
 });
@@ -232,8 +245,9 @@ t.test("the flood guard (@fastify/rate-limit): beyond server.maxRequestsPerMinut
   const flood = await get({ port: fport, localAddress: "127.0.0.1" });
   t.equal(flood.status, 429, "the sixth within the minute: 429");
   t.ok(Number(flood.headers["retry-after"]) >= 1, `Retry-After ${flood.headers["retry-after"]}`);
-  t.equal((await get({ port: fport, localAddress: "127.0.0.2" })).status, 200, "another client is not affected");
-  // Clients of the Unix socket have no address: they share one allowance.
+  t.equal((await get({ port: fport, localAddress: "127.0.0.2" })).status, 429, "another loopback address is the same client");
+  t.equal((await get({ port: fport, localAddress: "127.0.0.3" })).status, 429, "and so is a third");
+  // Clients of the Unix socket have no address: they share one allowance, apart from loopback's.
   for (let i = 1; i <= 5; i++) t.equal((await get({ socketPath: sock })).status, 200, `socket request ${i}`);
   t.equal((await get({ socketPath: sock })).status, 429, "the socket's sixth: 429");
   t.same(f.leaks(), []);

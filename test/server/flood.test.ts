@@ -3,7 +3,7 @@
  * and the store interface @fastify/rate-limit calls, sharing the same counts.
  */
 import t from "tap";
-import { FloodCounter } from "../../src/server/flood.js";
+import { clientKeyOf, FloodCounter } from "../../src/server/flood.js";
 
 /** A clock the test moves by hand. */
 function manualClock(start: number): { at: number; now(): number } {
@@ -58,4 +58,12 @@ t.test("bounded: the least recently seen keys are forgotten", async (t) => {
   t.notOk(f.admit("k0"), "k0 is over its limit");
   for (let i = 10; i < 20; i++) f.admit(`k${i}`);
   t.ok(f.admit("k0"), "after 10 other keys, k0 was forgotten and starts again");
+});
+
+t.test("clientKeyOf: every loopback address is one client, the Unix socket another", async (t) => {
+  for (const a of ["127.0.0.1", "127.0.0.2", "127.255.1.9", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::FFFF:127.3.4.5"]) {
+    t.equal(clientKeyOf(a), "loopback", a);
+  }
+  t.equal(clientKeyOf(undefined), "unix-socket", "no address: the Unix socket");
+  for (const a of ["10.0.0.1", "::ffff:10.0.0.1", "128.0.0.1", "::2", "fe80::1", "1::1", "2001:db8::1"]) t.equal(clientKeyOf(a), a, a);
 });

@@ -36,9 +36,11 @@ async function inject(
   t.equal(r.headers["metadata-flavor"], "Google", `${url} → ${r.statusCode} carries Metadata-Flavor: Google`);
   t.ok(typeof r.headers["content-type"] === "string", `${url} → ${r.statusCode} has a Content-Type`);
   if (r.statusCode === 200) {
+    // ID tokens go out as text/html (what Ruby googleauth needs); everything else as application/text or JSON.
+    const types = /\/identity(\?|$)/.test(url) ? ["text/html"] : ["application/text", "application/json"];
     t.ok(
-      r.headers["content-type"] === "application/text" || r.headers["content-type"] === "application/json",
-      `${url}: content type ${r.headers["content-type"]} is exactly application/text or application/json`,
+      types.includes(String(r.headers["content-type"])),
+      `${url}: content type ${r.headers["content-type"]} is exactly ${types.join(" or ")}`,
     );
     t.equal(r.headers.server, "Metadata Server for VM", `${url}: Server header`);
   }
@@ -289,7 +291,8 @@ t.test("identity: audience required, format and licenses, claims, signature", as
   const aud = "https://example.com/x";
   const std = await inject(t, s, `${SA}/default/identity?audience=${encodeURIComponent(aud)}`);
   t.equal(std.status, 200);
-  t.equal(std.headers["content-type"], "application/text", "the bare JWT as text");
+  t.equal(std.headers["content-type"], "text/html", "the bare JWT as exactly text/html (no charset), as Ruby googleauth needs");
+  t.equal(std.headers["metadata-flavor"], "Google", "with the flavor header");
   t.match(std.body, /^[\w-]+\.[\w-]+\.[\w-]+$/, "a bare JWT, no newline");
   const v = await verifyGoogleJwt(std.body, s.emu.google.jwksUrl);
   t.equal(v.claims.aud, aud);
@@ -438,7 +441,8 @@ t.test("without a service account: the federated token is served, identity says 
     const a = await n.daemon.app.inject({
       url: `${SA}/default/token?scopes=https://www.googleapis.com/auth/s${i}`,
       headers: { "metadata-flavor": "Google" },
-      remoteAddress: "127.0.0.9",
+      // Not loopback: every loopback address is one client, whose budget the requests above used.
+      remoteAddress: "10.0.0.9",
     });
     statuses.push(a.statusCode);
     if (a.statusCode === 429) limited = { status: a.statusCode, headers: a.headers, body: a.body };
@@ -449,7 +453,7 @@ t.test("without a service account: the federated token is served, identity says 
   const hit = await n.daemon.app.inject({
     url: `${SA}/default/token`,
     headers: { "metadata-flavor": "Google" },
-    remoteAddress: "127.0.0.9",
+    remoteAddress: "10.0.0.9",
   });
   t.equal(hit.statusCode, 200, "a cached token is still served beyond the budget");
 });

@@ -1,5 +1,5 @@
 import t from "tap";
-import { startStack } from "../helpers/stack.js";
+import { DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, startStack } from "../helpers/stack.js";
 
 const NAMES = [
   "oci2gcp_http_requests_total",
@@ -83,7 +83,7 @@ t.test("readiness flips with an outage and back", async (t) => {
   }
   t.ok(down, "not ready once no valid token is left");
   t.ok(down?.headers.get("retry-after"), "with Retry-After");
-  t.match(await down!.text(), /STS/, "naming the hop");
+  t.equal(await down!.text(), "not ready: hop sts, code refused\n", "naming the hop and a stable code, nothing the upstream said");
   await fetch(`${s.emu.url}/_emulator/faults`, { method: "DELETE" });
   let back = false;
   for (let i = 0; i < 60 && !back; i++) {
@@ -151,4 +151,42 @@ t.test("the metrics plugin counts the answers of every plugin's routes and of th
   t.equal(res.headers["content-type"], metrics.registry.contentType, "Prometheus's content type");
   t.match(res.body, /^oci2gcp_http_requests_total\{route="\/sibling\/:id",method="GET",status="200"\} 2$/m, "by route template");
   t.match(res.body, /^oci2gcp_http_requests_total\{route="unmatched",method="GET",status="404"\} 1$/m, "unmatched requests too");
+});
+
+t.test("the probes answer without Metadata-Flavor but name no account and repeat no upstream text", async (t) => {
+  const s = await startStack({ serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT] });
+  t.teardown(() => s.close());
+  const SA = "/computeMetadata/v1/instance/service-accounts";
+  t.equal((await s.get(`${SA}/default/token`)).status, 200);
+  t.equal((await s.get(`${SA}/${SECOND_SERVICE_ACCOUNT}/token`)).status, 200);
+  const metrics = await fetch(`${s.url}/metrics`);
+  t.equal(metrics.headers.get("metadata-flavor"), "Google", "/metrics in the metadata server's form");
+  t.equal(metrics.headers.get("x-content-type-options"), "nosniff");
+  const m = await metrics.text();
+  t.notMatch(m, /@|gserviceaccount/, "no service account email in any label");
+  t.match(m, /oci2gcp_token_expiry_seconds\{kind="access-token",account="0"\}/, "the default account by its place in the list");
+  t.match(m, /oci2gcp_token_expiry_seconds\{kind="access-token",account="1"\}/, "the second account by its place");
+  // An upstream that says something a token thief could use: none of it reaches /readyz.
+  const f = await startStack({ serviceAccounts: [], overrides: { "cache.renewBeforeSeconds": 3, "cache.minRemainingSeconds": 1 } });
+  t.teardown(() => f.close());
+  await fetch(`${f.emu.url}/_emulator/settings`, { method: "POST", body: JSON.stringify({ google: { federatedTokenSeconds: 4 } }) });
+  await fetch(`${f.emu.url}/_emulator/faults`, {
+    method: "POST",
+    body: JSON.stringify({
+      endpoint: "google.sts.token",
+      status: 400,
+      body: JSON.stringify({ error: "invalid_target", error_description: `pool of ${DEMO_SERVICE_ACCOUNT} at projects/123 is zzsecretzz` }),
+    }),
+  });
+  let down: Response | undefined;
+  for (let i = 0; i < 40 && !down; i++) {
+    const r = await fetch(`${f.url}/readyz`);
+    if (r.status === 503) down = r;
+    else await new Promise((res) => setTimeout(res, 250));
+  }
+  t.ok(down, "not ready");
+  const body = await down!.text();
+  t.match(body, /^not ready: hop sts, code [a-z_]+\n$/, `hop and code only: ${body.trim()}`);
+  t.notMatch(body, /zzsecretzz|@|invalid_target|projects/, "nothing the upstream said");
+  t.equal(down!.headers.get("metadata-flavor"), "Google");
 });

@@ -147,7 +147,8 @@ t.test("1,000+ renewal cycles of 20-50 ms tokens under 25 concurrent callers", a
   const o = await soak(cache, upstream, 25, 1000, rand, 75_000);
   cache.close();
   t.comment(
-    `${upstream.calls} renewals, ${o.handed} tokens handed out in ${Date.now() - started} ms, least time left at receipt ${o.minLeftMs} ms; cache ${JSON.stringify({ hits: cache.state().hits, misses: cache.state().misses })}`,
+    `${upstream.calls} renewals, ${o.handed} tokens handed out in ${Date.now() - started} ms, ` +
+      `least time left at receipt ${o.minLeftMs} ms; cache ${JSON.stringify({ hits: cache.state().hits, misses: cache.state().misses })}`,
   );
   t.ok(upstream.calls >= 1000, `${upstream.calls} renewal cycles`);
   checkTokens(t, o);

@@ -45,6 +45,11 @@ export interface GoogleEmulatorOptions {
   maxAccessTokenSeconds?: number;
   /** Default 3600. */
   idTokenSeconds?: number;
+  /**
+   * Service account → the one delegation chain (emails, first delegate first) allowed to reach it:
+   * a request for it must send exactly that chain as `delegates`.
+   */
+  delegationChains?: Record<string, string[]>;
 }
 
 /** The runtime settings, group "google" of `/_emulator/settings`; read at request time. */
@@ -87,6 +92,8 @@ export interface GoogleEmulator {
   uniqueId(email: string): string;
   /** The principal an STS exchange of a token with this `sub` represents. */
   principalFor(subject: string): string;
+  /** Lets the pool principals impersonate one more service account (once a config names it). */
+  addServiceAccount(email: string): void;
 }
 
 interface TokenRecord extends TokenInfo {
@@ -249,10 +256,11 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     return `1${(n % 10n ** 20n).toString().padStart(20, "0")}`;
   };
   const accounts = new Map<string, string>();
-  for (const sa of opts.serviceAccounts) {
+  const addServiceAccount = (sa: string) => {
     accounts.set(sa.toLowerCase(), sa);
     accounts.set(uniqueId(sa), sa);
-  }
+  };
+  for (const sa of opts.serviceAccounts) addServiceAccount(sa);
 
   // Signing key for the ID tokens, published at /oauth2/v3/certs (JWK) and /oauth2/v1/certs (X.509).
   const { privateKey: signingKey } = await promisify(crypto.generateKeyPair)("rsa", { modulusLength: 2048 });
@@ -349,7 +357,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     if (!aud || !PROVIDER_AUDIENCE.test(aud)) {
       return stsError(
         "invalid_request",
-        'Invalid value for "audience". This value should be the full resource name of the Identity Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.',
+        'Invalid value for "audience". This value should be the full resource name of the Identity Provider. ' +
+          "See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the list of possible formats.",
       );
     }
     const requested = p.get("requested_token_type");
@@ -418,7 +427,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     if (Buffer.byteLength(subject, "utf8") > 127) {
       return stsError(
         "invalid_request",
-        "The size of mapped attribute google.subject exceeds the 127 bytes limit. Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than 127 bytes.",
+        "The size of mapped attribute google.subject exceeds the 127 bytes limit. " +
+          "Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than 127 bytes.",
       );
     }
     if (opts.attributeCondition) {
@@ -534,6 +544,11 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
       if (!accounts.has(m[1]!.toLowerCase())) throw denied(permission);
     }
     if (!email) throw denied(permission);
+    const allowed = opts.delegationChains?.[email];
+    if (allowed) {
+      const sent = stringList(delegatesRaw, "delegates").map((d) => d.replace(/^projects\/-\/serviceAccounts\//, "").toLowerCase());
+      if (sent.join(" ") !== allowed.map((d) => d.toLowerCase()).join(" ")) throw denied(permission);
+    }
     return email;
   };
 
@@ -568,7 +583,8 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
         const limit = max % 3600 === 0 ? `${max / 3600} hour${max === 3600 ? "" : "s"}` : `${max} seconds`;
         return apiError(
           "INVALID_ARGUMENT",
-          `The lifetime of the access token can not have lifetimes of more than ${limit}. Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.`,
+          `The lifetime of the access token can not have lifetimes of more than ${limit}. ` +
+            "Use the Org Policy Constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension to allow up to 12 hours.",
         );
       }
       const expiresAt = nowSeconds() + lifetime;
@@ -676,5 +692,6 @@ export async function registerGoogle(server: EmulatorServer, opts: GoogleEmulato
     },
     uniqueId,
     principalFor,
+    addServiceAccount,
   };
 }

@@ -2,6 +2,7 @@ import common from "oci-common";
 import type { Config } from "../../config/config.js";
 import type { TokenSource } from "../../token/token-source.js";
 import { HopError } from "../../upstream/hop-error.js";
+import { networkCode, networkWords } from "../../upstream/network.js";
 import {
   captureFederationAnswers,
   disableAuthCircuitBreaker,
@@ -12,6 +13,13 @@ import { PregeneratedSessionKeySupplier } from "../session-keys.js";
 import { HOP, identityFrom, type Provider, principalError, type SigningIdentity, withTimeout } from "./shared.js";
 
 /** Probes the instance metadata service quickly, so that "not on OCI" fails fast and clearly. */
+function unanswered(e: unknown, timeoutMs: number): string {
+  const err = e as Error;
+  if (err.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  const code = networkCode(err.cause);
+  return code ? networkWords(code, "it") : String(err.cause ?? err.message);
+}
+
 async function probeMetadata(base: string, timeoutMs: number): Promise<void> {
   let res: Response;
   try {
@@ -22,7 +30,7 @@ async function probeMetadata(base: string, timeoutMs: number): Promise<void> {
   } catch (e) {
     throw new HopError(
       HOP,
-      `the OCI instance metadata service at ${base} did not answer (${(e as Error).cause ?? (e as Error).message}): ` +
+      `the OCI instance metadata service at ${base} did not answer (${unanswered(e, timeoutMs)}): ` +
         "the instance principal works only on an OCI compute instance; elsewhere choose another oci.principal",
       { code: "not_on_oci", retryable: true },
     );

@@ -2,6 +2,7 @@ import crypto from "node:crypto";
 import { decodeJwtClaims } from "../../jwt.js";
 import type { Token } from "../../token/token-source.js";
 import { HopError } from "../../upstream/hop-error.js";
+import { isNetworkCode, networkCode, networkWords } from "../../upstream/network.js";
 
 /** What signs the identity-domain request: an OCI key id and its private key. */
 export interface SigningIdentity extends Token {
@@ -33,7 +34,14 @@ export function principalError(e: unknown, context: string): HopError {
     e instanceof Error ? e.message : e && typeof e === "object" && "message" in e ? String((e as { message: unknown }).message) : String(e);
   const status = /status:? (\d{3})/.exec(msg)?.[1];
   const code = Number(status);
-  return new HopError(HOP, `${context}: ${msg}`, {
+  const network = networkCode(e);
+  // JSON.parse's message quotes the start of the body: an answer that is not JSON is described, not quoted.
+  const said = isNetworkCode(network)
+    ? networkWords(network, "the OCI service")
+    : e instanceof SyntaxError
+      ? "the answer is not JSON"
+      : msg;
+  return new HopError(HOP, `${context}: ${said}`, {
     code: status ? "refused" : "failed",
     status: status ? code : undefined,
     retryable: !status || code >= 500 || code === 429,
