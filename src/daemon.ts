@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
-import { socketGid } from "./access/accounts.js";
+import { type AccountFiles, socketGid } from "./access/accounts.js";
 import { Chain } from "./chain.js";
 import { type Config, expandHome, isLoopbackHost, readOciProfile } from "./config/config.js";
 import type { Logger } from "./log.js";
@@ -35,6 +35,8 @@ export interface DaemonOptions {
   warm?: boolean;
   /** Timeouts of every listener (the connection cap is server.maxConnections). */
   connections?: Omit<ConnectionSettings, "maxConnections">;
+  /** Where the user and group databases for access.rules are read; default /etc/passwd and /etc/group. */
+  accountFiles?: AccountFiles;
 }
 
 function keyFilesOf(config: Config): string[] {
@@ -107,7 +109,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   const socketPath = config.server.socketPath;
   // Before anything listens: a socket path that cannot be used must not leave a TCP-only daemon.
   if (socketPath) await claimSocketPath(socketPath);
-  const app = await buildApp({ config, chain, logger: log, metrics, connections: o.connections });
+  const app = await buildApp({ config, chain, logger: log, metrics, connections: o.connections, accountFiles: o.accountFiles });
   // Once shutting down, every answer closes its connection: a request in flight at
   // SIGTERM gets its answer, and its keep-alive connection then does not hold the
   // server open (Fastify closes only the connections idle when close() starts).
@@ -131,7 +133,7 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   let gid: number | undefined;
   try {
     // Before any listener: a group the system does not know is a config error, not a half-started daemon.
-    if (socketPath && config.server.socketGroup !== undefined) gid = await socketGid(config.server.socketGroup);
+    if (socketPath && config.server.socketGroup !== undefined) gid = await socketGid(config.server.socketGroup, o.accountFiles);
   } catch (e) {
     await app.close();
     throw e;

@@ -2,6 +2,7 @@ import http from "node:http";
 import os from "node:os";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, LogController } from "fastify";
+import type { AccountFiles } from "../access/accounts.js";
 import { PeerIdentifier } from "../access/peer.js";
 import { Policy } from "../access/policy.js";
 import type { Chain } from "../chain.js";
@@ -110,6 +111,8 @@ export async function buildApp(opts: {
   metrics?: Metrics;
   /** The access rules; by default those of the config (which reads the user and group files when there are rules). */
   access?: AccessControl;
+  /** Where the user and group databases are read when `access` is not given. */
+  accountFiles?: AccountFiles;
   /** Timeouts of the listener; the connection cap is server.maxConnections. */
   connections?: Omit<ConnectionSettings, "maxConnections">;
 }): Promise<FastifyInstance> {
@@ -117,7 +120,7 @@ export async function buildApp(opts: {
   const access =
     opts.access ??
     new AccessControl({
-      policy: await Policy.fromConfig(config.access, config.google.serviceAccounts),
+      policy: await Policy.fromConfig(config.access, config.google.serviceAccounts, opts.accountFiles),
       logger: opts.logger,
       // An intercepted caller's socket still shows the well-known address as its far end.
       identifier: new PeerIdentifier(config.server.intercept ? { alsoFarEnds: [{ address: METADATA_IP, port: 80 }] } : {}),

@@ -193,3 +193,18 @@ export async function recordingRelay(target: string): Promise<{ hostPort: string
       }),
   };
 }
+
+/**
+ * Why a process started as another uid could not run `file` (a directory on its
+ * path that others may not search, as `mktemp -d` makes them), or undefined.
+ */
+export function unreachableByOthers(file: string): string | undefined {
+  let p = path.resolve(file);
+  const real = fs.realpathSync(p);
+  for (p = real; ; p = path.dirname(p)) {
+    const mode = fs.statSync(p).mode;
+    const need = p === real ? 0o005 : 0o001;
+    if ((mode & need) === 0) return `${p} is mode ${(mode & 0o777).toString(8)}: other uids cannot reach ${file}`;
+    if (p === path.dirname(p)) return undefined;
+  }
+}

@@ -70,6 +70,8 @@ export interface StackOptions {
    * written from it, a proxy in front of them); applied after `overrides`.
    */
   configure?: (emu: Emulators) => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Where the daemon reads the user and group databases for access.rules. */
+  accountFiles?: { passwd?: string; group?: string };
   /** Route console.log/info/warn (oci-common's status lines) to the daemon's logger, as `serve` does; restored on close. */
   routeConsole?: boolean;
 }
@@ -143,7 +145,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   if (o.routeConsole) routeConsoleToLogger(logger);
   let daemon: Daemon;
   try {
-    daemon = await startDaemon(config, { logger, warm: o.warm ?? false, principal });
+    daemon = await startDaemon(config, { logger, warm: o.warm ?? false, principal, accountFiles: o.accountFiles });
   } catch (e) {
     restoreConsole();
     await closeEmu();

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
-import { clientEnv, distIsFresh, findGcloud, ROOT, run, TOKEN_PATH } from "../helpers/clients.js";
+import { clientEnv, distIsFresh, findGcloud, ROOT, run, TOKEN_PATH, unreachableByOthers } from "../helpers/clients.js";
 import { DEMO_PROJECT_ID, tempDir } from "../helpers/stack.js";
 
 // Interception end to end, in a network and mount namespace of the test's own
@@ -21,7 +21,7 @@ const why =
         ? "neither nft nor iptables is installed (apt-get install nftables)"
         : !distIsFresh().ok
           ? "dist/ is missing: run `npx tsc -p .` first"
-          : false;
+          : (unreachableByOthers(process.execPath) ?? unreachableByOthers(path.join(ROOT, "bin/oci2gcp.js")) ?? false);
 
 const DAEMON_UID = 23001;
 const PORT = 18181;
