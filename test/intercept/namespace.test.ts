@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
 import { clientEnv, distIsFresh, findGcloud, ROOT, run, TOKEN_PATH, unreachableByOthers } from "../helpers/clients.js";
-import { DEMO_PROJECT_ID, tempDir } from "../helpers/stack.js";
+import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, tempDir } from "../helpers/stack.js";
 
 // Interception end to end, in a network and mount namespace of the test's own
 // (`unshare --net --mount`): OCI's emulated metadata service on 169.254.169.254:80,
@@ -61,7 +61,9 @@ try {
   relay = net.createServer((c) => { const u = net.connect(emuPort, "127.0.0.1"); c.pipe(u).pipe(c); u.on("error", () => c.destroy()); c.on("error", () => u.destroy()); });
   await new Promise((r) => relay.listen(80, "169.254.169.254", r));
   const settings = { ...daemonSettingsFor(emu), "oci.metadataUrl": "http://169.254.169.254/opc/v2/", "server.port": PORT,
-    "server.intercept": true, "log.level": "warn" };
+    "server.intercept": true, "log.level": "warn",
+    // Per-user rules on intercepted connections: the clients below run as root; uid 41001 has a rule, 41009 none.
+    "access.rules": [{ users: [0, 41001], serviceAccounts: [DEMO_SERVICE_ACCOUNT] }] };
   const config = {};
   for (const [k, v] of Object.entries(settings)) {
     const parts = k.split("."); let o = config;
@@ -90,6 +92,11 @@ try {
   out.googleAsDaemonUser = await sh(process.execPath, ["-e",
     "fetch('http://169.254.169.254/computeMetadata/v1/project/project-id',{headers:{'metadata-flavor':'Google'}}).then(async r=>console.log(r.status, await r.text()))"],
     { uid: UID, gid: UID });
+  const asUid = (uid) => sh(process.execPath, ["-e",
+    "fetch('http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/email',{headers:{'metadata-flavor':'Google'}})" +
+    ".then(async r=>console.log(r.status, await r.text()))"], { uid, gid: uid });
+  out.interceptedAllowed = await asUid(41001);
+  out.interceptedRefused = await asUid(41009);
   const home = (n) => { const d = path.join(DIR, n); fs.mkdirSync(d); return d; };
   if (PYTHON) out.python = await sh(PYTHON, [path.join(ROOT, "test/fixtures/google_auth_client.py"), "adc"], { env: cleanEnv(home("py"), { PYTHONPATH: THIRD_PARTY }) });
   out.node = await sh(process.execPath, [path.join(ROOT, "test/fixtures/node-client.mjs"), "adc"], { env: cleanEnv(home("node")) });
@@ -131,6 +138,8 @@ interface Inner {
   ociAfter?: string;
   googleAsRoot?: string;
   googleAsDaemonUser?: Ran;
+  interceptedAllowed?: Ran;
+  interceptedRefused?: Ran;
   install?: Ran;
   remove?: Ran;
   python?: Ran;
@@ -211,6 +220,16 @@ t.test("interception in a private network namespace", { skip: why }, async (t) =
   t.equal(withoutDate(o.ociIntercepted), withoutDate(o.ociDirect), "through the daemon: the same bytes (but the Date line)");
   t.match(o.googleAsRoot, /Metadata-Flavor: Google[\s\S]*\r\n\r\ndemo-project$/i, "Google's paths at the well-known name: the daemon");
   t.match(o.googleAsDaemonUser?.stdout, /^404 /, "the daemon's own uid is not redirected: it reaches OCI's service");
+  t.equal(
+    o.interceptedAllowed?.stdout.trim(),
+    `200 ${DEMO_SERVICE_ACCOUNT}`,
+    "an intercepted caller is identified: uid 41001 gets its rule's account",
+  );
+  t.match(
+    o.interceptedRefused?.stdout,
+    /^403 [^]*no rule of access\.rules names uid 41009/,
+    "and uid 41009, which no rule names, is refused",
+  );
 
   const daemonToken = o.daemonToken;
   t.ok(daemonToken, "the daemon serves a token (its uid reached the emulated OCI through 169.254.169.254)");
