@@ -41,7 +41,7 @@ t.test("a healthy chain: every hop OK, claims shown, never the token", async (t)
   t.ok(r.ok);
   t.same(
     r.checks.map((c) => c.status),
-    ["ok", "ok", "ok", "ok", "ok", "ok"],
+    ["ok", "ok", "ok", "ok", "ok", "ok", "ok"],
   );
   t.equal(r.claims?.sub_type, "instance");
   const text = renderReport(r);

@@ -1,4 +1,6 @@
-import type { Config } from "../config/config.js";
+import type { AccountFiles } from "../access/accounts.js";
+import { type AccessRule, Policy } from "../access/policy.js";
+import { type Config, ConfigError } from "../config/config.js";
 import { Hops, ONE_ATTEMPT } from "../hops.js";
 import type { DomainToken } from "../oci/identity-domain.js";
 import type { SigningIdentity } from "../oci/principal.js";
@@ -230,6 +232,44 @@ function impersonationDiagnosis(
 }
 
 /**
+ * Who may obtain what: the access policy in one sentence and each rule's
+ * accounts; names the user and group databases do not know fail the check.
+ */
+export async function accessCheck(config: Config, files?: AccountFiles): Promise<Check> {
+  const name = "access";
+  let policy: Policy;
+  try {
+    policy = await Policy.fromConfig(config.access, config.google.serviceAccounts, files);
+  } catch (e) {
+    const problems = e instanceof ConfigError ? e.problems : [(e as Error).message];
+    return {
+      name,
+      status: "fail",
+      details: problems,
+      cause: "access.rules names what this system does not know",
+      fix: "fix the names above",
+    };
+  }
+  const details = [policy.describe({ unixSocket: !!config.server.socketPath })];
+  const rules = (config.access.rules ?? []) as AccessRule[];
+  rules.forEach((r, i) => {
+    const who = [...(r.users ?? []).map((u) => `user ${u}`), ...(r.groups ?? []).map((g) => `group ${g}`)].join(", ");
+    const label = r.name === undefined ? `rule ${i}` : `rule ${i} (${r.name})`;
+    details.push(`${label}: ${who}: ${r.serviceAccounts.join(", ")}${r.subjectToken ? "; and the subject token" : ""}`);
+  });
+  if (!policy.isOpen && config.tokenFile.path) {
+    return {
+      name,
+      status: "warn",
+      details,
+      cause: `tokenFile.path (${config.tokenFile.path}) holds the subject token, whatever the rules say`,
+      fix: "keep it readable by the daemon's user alone, or leave tokenFile.path unset when rules restrict the subject token",
+    };
+  }
+  return { name, status: "ok", details };
+}
+
+/**
  * Walks the chain hop by hop with the configured settings, without caches, and
  * reports each hop's result, with the likely cause and fix of a failure.
  */
@@ -240,6 +280,8 @@ export async function runDoctor(
     idTokenAudience?: string;
     /** The keys the Google provider holds (its oidc.jwksJson), when the operator has given them. */
     providerJwks?: Jwks;
+    /** Where the user and group databases are read for access.rules; default /etc/passwd and /etc/group. */
+    accountFiles?: AccountFiles;
   } = {},
 ): Promise<DoctorReport> {
   const checks: Check[] = [];
@@ -258,6 +300,7 @@ export async function runDoctor(
 
   const clients = clientWarnings(config);
   if (clients) checks.push(clients);
+  checks.push(await accessCheck(config, o.accountFiles));
 
   // OCI principal.
   let id: SigningIdentity;
