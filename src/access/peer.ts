@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -199,9 +199,45 @@ function show(e: Endpoint): string {
 /** Reads a socket table; undefined when the table does not exist and so can hold no row. */
 export type ReadTable = (file: string) => Promise<string | undefined>;
 
+/**
+ * A buffer for reading a table whole, kept between reads and grown to fit the
+ * largest table seen; undefined while a read holds it (a concurrent read gets
+ * its own). A socket table has no size until it is generated, and the kernel
+ * generates it again from the start of its hash table for each read call past
+ * the first, so a table of thousands of rows read in readFile's 64 KiB pieces
+ * costs several times one read into a buffer that holds it all.
+ */
+let spare: Buffer | undefined = Buffer.alloc(256 * 1024);
+
+async function readWhole(file: string): Promise<string> {
+  let buf = spare ?? Buffer.alloc(256 * 1024);
+  spare = undefined;
+  const fh = await open(file, "r");
+  try {
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        const bigger = Buffer.alloc(buf.length * 2);
+        buf.copy(bigger, 0, 0, n);
+        buf = bigger;
+      }
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) return buf.toString("latin1", 0, n);
+      n += bytesRead;
+    }
+  } finally {
+    await fh.close();
+    keep(buf);
+  }
+}
+
+function keep(buf: Buffer): void {
+  if (!spare || spare.length < buf.length) spare = buf;
+}
+
 export const readTable: ReadTable = async (file) => {
   try {
-    return await readFile(file, "latin1");
+    return await readWhole(file);
   } catch (e) {
     // No tcp6 table when the kernel runs without IPv6: nothing can be in it.
     if ((e as NodeJS.ErrnoException).code === "ENOENT" && file.endsWith("6")) return undefined;

@@ -291,3 +291,17 @@ t.test("PeerIdentifier: a burst of new connections costs one read", async (t) =>
   );
   t.same(files, [path.join(root, "net/tcp")], "from one read of the table");
 });
+
+t.test("readTable: tables larger than its buffer, and reads at the same time, each get their own whole text", async (t) => {
+  const rows = (n: number, remote: string): [string, string, string, number][] =>
+    Array.from({ length: n }, (_, i) => ["0100007F:1FF5", `${remote}:${(1024 + i).toString(16).toUpperCase().padStart(4, "0")}`, "06", 0]);
+  const big = tcp(rows(6000, "0100007F"));
+  const other = tcp(rows(5000, "0200007F"));
+  t.ok(big.length > 512 * 1024, `a table of ${big.length} bytes, more than the first buffer`);
+  const root = proc(t, { tcp: big, tcp6: other });
+  const [a, b] = await Promise.all([readTable(path.join(root, "net", "tcp")), readTable(path.join(root, "net", "tcp6"))]);
+  t.equal(a, big, "the whole of the first");
+  t.equal(b, other, "the whole of the second, read at the same time");
+  t.equal(await readTable(path.join(root, "net", "tcp")), big, "and again with the grown buffer");
+  t.equal(await readTable(path.join(root, "net", "tcp6")), other, "which a shorter table does not overrun");
+});
