@@ -78,10 +78,12 @@ const raw = (req) => new Promise((resolve, reject) => {
   s.on("data", (d) => chunks.push(d)); s.on("end", () => resolve(Buffer.concat(chunks).toString("latin1"))); s.on("error", reject);
   s.write(req);
 });
+const DROP = new RegExp("^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER|GCP_|OCI2GCP_|INNER_|TAP|NODE_OPTIONS|.*_proxy$|.*_PROXY$|PYTHON" +
+  "|RUBY|GEM_|BUNDLE_|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$|CLASSPATH$)");
 const cleanEnv = (home, extra = {}) => {
   const env = {};
   for (const [k, v] of Object.entries(process.env))
-    if (!/^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER|GCP_|OCI2GCP_|INNER_|TAP|NODE_OPTIONS|.*_proxy$|.*_PROXY$|PYTHON|RUBY|GEM_|BUNDLE_|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$|CLASSPATH$)/.test(k)) env[k] = v;
+    if (!DROP.test(k)) env[k] = v;
   return { ...env, HOME: home, CLOUDSDK_CONFIG: home, CLOUDSDK_CORE_DISABLE_PROMPTS: "1", CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: "1",
     CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: "1", ...extra };
 };
@@ -328,6 +330,7 @@ t.test("interception in a private network namespace", { skip: why }, async (t) =
     t.ok(Number(jv.expiresInSeconds) > 0, `Java read expires_in (${jv.expiresInSeconds} s left)`);
     t.equal(jv.account, DEMO_SERVICE_ACCOUNT, "Java: getAccount() reads service-accounts/?recursive=true");
     await idToken("Java (idTokenWithAudience)", jv.idToken);
+    await idToken("Java (FORMAT_FULL and LICENSES_TRUE: license=TRUE)", jv.idTokenLicenses);
   }
   t.equal(o.remove?.code, 0, `intercept remove: ${o.remove?.stderr}`);
   t.equal(o.hostsAfter, o.hostsBefore, "remove restores the hosts file");
