@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
-import { clientEnv, distIsFresh, findGcloud, ROOT, run, TOKEN_PATH, unreachableByOthers } from "../helpers/clients.js";
+import { clientEnv, distIsFresh, findGcloud, ROOT, run, TOKEN_PATH, unreachableByOthers, verifyGoogleJwt } from "../helpers/clients.js";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT, tempDir } from "../helpers/stack.js";
 
 // Interception end to end, in a network and mount namespace of the test's own
@@ -26,13 +26,49 @@ const why =
 const DAEMON_UID = 23001;
 const PORT = 18181;
 
+// Debian's Google clients that hard-code the well-known address (Ruby googleauth before 0.14) or
+// name (Java google-auth-library without GCE_METADATA_HOST): the namespace is the only place they
+// can be pointed at the daemon. Each runs when its package is installed, and is skipped with a
+// comment when not.
+const RUBY = "/usr/bin/ruby";
+const RUBY_GOOGLEAUTH = "/usr/lib/ruby/vendor_ruby/googleauth/compute_engine.rb";
+// libgoogle-auth-java's runtime classpath, from its dependencies (google-http-client, Jackson,
+// Guava, OpenCensus and the gRPC context OpenCensus needs).
+const JAVA_CLASSPATH = [
+  "google-auth-library-oauth2-http",
+  "google-auth-library-credentials",
+  "google-http-client",
+  "google-http-client-jackson2",
+  "jackson-core",
+  "guava",
+  "opencensus-api",
+  "opencensus-contrib-http-util",
+  "grpc-context",
+].map((j) => `/usr/share/java/${j}.jar`);
+const ID_AUDIENCE = "https://debian.example.com/x?k=1";
+const onPath = (cmd: string) =>
+  (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .map((d) => path.join(d, cmd))
+    .find((f) => path.isAbsolute(f) && fs.existsSync(f));
+const rubyMissing =
+  fs.existsSync(RUBY) && fs.existsSync(RUBY_GOOGLEAUTH)
+    ? undefined
+    : "ruby-googleauth is not installed (apt-get install -y ruby-googleauth)";
+const java = onPath("java");
+const javaMissing = !java
+  ? "no java on PATH (apt-get install -y default-jre-headless)"
+  : JAVA_CLASSPATH.find((j) => !fs.existsSync(j))
+    ? "libgoogle-auth-java is not installed (apt-get install -y libgoogle-auth-java)"
+    : undefined;
+
 /** What runs inside the namespaces (after the shell part has set up lo and /etc/hosts); prints one JSON line. */
 const INNER = String.raw`
 import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-const { ROOT, DIR, PORT, UID, PYTHON, THIRD_PARTY, GCLOUD, OUTER_NET, OUTER_MNT } = JSON.parse(process.env.INNER_ARGS);
+const { ROOT, DIR, PORT, UID, PYTHON, THIRD_PARTY, GCLOUD, RUBY, JAVA, JAVA_CP, AUDIENCE, OUTER_NET, OUTER_MNT } = JSON.parse(process.env.INNER_ARGS);
 const out = {};
 const sh = (file, args, opts = {}) => new Promise((resolve) => execFile(file, args, { timeout: 60000, maxBuffer: 4 << 20, ...opts },
   (e, stdout, stderr) => resolve({ code: e ? (typeof e.code === "number" ? e.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) })));
@@ -42,10 +78,12 @@ const raw = (req) => new Promise((resolve, reject) => {
   s.on("data", (d) => chunks.push(d)); s.on("end", () => resolve(Buffer.concat(chunks).toString("latin1"))); s.on("error", reject);
   s.write(req);
 });
+const DROP = new RegExp("^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER|GCP_|OCI2GCP_|INNER_|TAP|NODE_OPTIONS|.*_proxy$|.*_PROXY$|PYTHON" +
+  "|RUBY|GEM_|BUNDLE_|JAVA_TOOL_OPTIONS$|_JAVA_OPTIONS$|JDK_JAVA_OPTIONS$|CLASSPATH$)");
 const cleanEnv = (home, extra = {}) => {
   const env = {};
   for (const [k, v] of Object.entries(process.env))
-    if (!/^(GOOGLE_|GCE_|CLOUDSDK_|GCLOUD_|METADATA_SERVER|GCP_|OCI2GCP_|INNER_|TAP|NODE_OPTIONS|.*_proxy$|.*_PROXY$|PYTHON)/.test(k)) env[k] = v;
+    if (!DROP.test(k)) env[k] = v;
   return { ...env, HOME: home, CLOUDSDK_CONFIG: home, CLOUDSDK_CORE_DISABLE_PROMPTS: "1", CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: "1",
     CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: "1", ...extra };
 };
@@ -105,6 +143,13 @@ try {
     out.gcloudToken = await sh(GCLOUD, ["auth", "print-access-token", "--verbosity=error"], { env: cleanEnv(g) });
     out.gcloudProject = await sh(GCLOUD, ["config", "get-value", "project", "--verbosity=error"], { env: cleanEnv(g) });
   }
+  if (RUBY) out.ruby = await sh(RUBY, [path.join(ROOT, "test/fixtures/debian_googleauth.rb"), AUDIENCE], { env: cleanEnv(home("ruby")) });
+  if (JAVA) {
+    out.java = await sh(JAVA, ["-cp", JAVA_CP, path.join(ROOT, "test/fixtures/debian-java/Client.java"), AUDIENCE],
+      { env: cleanEnv(home("java")), timeout: 120000 });
+  }
+  // The emulated Google's public keys, for checking the clients' ID tokens once the namespace is gone.
+  if (RUBY || JAVA) out.jwks = await (await fetch(emu.google.jwksUrl)).json();
   out.remove = await sh(process.execPath, [path.join(ROOT, "bin/oci2gcp.js"), "intercept", "remove"]);
   out.hostsAfter = fs.readFileSync("/etc/hosts", "utf8");
   out.nftAfter = (await sh("nft", ["list", "ruleset"])).stdout;
@@ -146,6 +191,9 @@ interface Inner {
   node?: Ran;
   gcloudToken?: Ran;
   gcloudProject?: Ran;
+  ruby?: Ran;
+  java?: Ran;
+  jwks?: unknown;
 }
 
 const withoutDate = (s = "") => s.replace(/^Date: .*\r\n/im, "");
@@ -197,6 +245,10 @@ t.test("interception in a private network namespace", { skip: why }, async (t) =
     PYTHON: python,
     THIRD_PARTY: thirdParty,
     GCLOUD: gcloud ?? "",
+    RUBY: rubyMissing ? "" : RUBY,
+    JAVA: javaMissing ? "" : java,
+    JAVA_CP: JAVA_CLASSPATH.join(path.delimiter),
+    AUDIENCE: ID_AUDIENCE,
     OUTER_NET: fs.readlinkSync("/proc/self/ns/net"),
     OUTER_MNT: fs.readlinkSync("/proc/self/ns/mnt"),
   };
@@ -227,7 +279,7 @@ t.test("interception in a private network namespace", { skip: why }, async (t) =
   );
   t.match(
     o.interceptedRefused?.stdout,
-    /^403 [^]*no rule of access\.rules names uid 41009/,
+    /^403 [\s\S]*no rule of access\.rules names uid 41009/,
     "and uid 41009, which no rule names, is refused",
   );
 
@@ -249,6 +301,36 @@ t.test("interception in a private network namespace", { skip: why }, async (t) =
     t.equal(o.gcloudToken?.code, 0, `gcloud: ${o.gcloudToken?.stderr.slice(0, 600)}`);
     t.equal(o.gcloudToken?.stdout.trim(), daemonToken, "gcloud got the daemon's token");
     t.equal(o.gcloudProject?.stdout.trim(), DEMO_PROJECT_ID);
+  }
+  const idToken = async (name: string, jwt: unknown) => {
+    const jwks = `data:application/json,${encodeURIComponent(JSON.stringify(o.jwks))}`;
+    const v = await verifyGoogleJwt(String(jwt ?? ""), jwks).catch((e: Error) => ({ claims: { error: e.message } }));
+    t.has(v.claims, { aud: ID_AUDIENCE, email: DEMO_SERVICE_ACCOUNT }, `${name}: an ID token signed by the emulated Google, format=full`);
+  };
+  if (rubyMissing) t.comment(`${rubyMissing}: Ruby googleauth skipped`);
+  else {
+    const rb = lastJson(o.ruby);
+    t.comment(`Ruby googleauth ${rb.version}`);
+    t.notOk(rb.error, `Ruby: ${rb.error}`);
+    t.equal(rb.file, RUBY_GOOGLEAUTH, "Debian's googleauth, from vendor_ruby");
+    t.equal(rb.on_gce, true, "Ruby: GCECredentials.on_gce? (GET http://169.254.169.254/) finds the daemon");
+    t.equal(rb.class, "Google::Auth::GCECredentials", "Ruby: the application default is GCECredentials");
+    t.equal(rb.token, daemonToken, "Ruby got the daemon's token");
+    t.ok(Number(rb.expires_in) > 0, `Ruby read expires_in (${rb.expires_in})`);
+    await idToken("Ruby (target_audience)", rb.id_token);
+  }
+  if (javaMissing) t.comment(`${javaMissing}: Java google-auth-library skipped`);
+  else {
+    const jv = lastJson(o.java);
+    t.notOk(jv.error, `Java: ${jv.error}`);
+    t.equal(jv.jar, JAVA_CLASSPATH[0], "Debian's google-auth-library-oauth2-http");
+    t.equal(jv.runningOnComputeEngine, true, "Java: runningOnComputeEngine (GET http://metadata.google.internal/) finds the daemon");
+    t.equal(jv.class, "com.google.auth.oauth2.ComputeEngineCredentials", "Java: the application default is ComputeEngineCredentials");
+    t.equal(jv.token, daemonToken, "Java got the daemon's token");
+    t.ok(Number(jv.expiresInSeconds) > 0, `Java read expires_in (${jv.expiresInSeconds} s left)`);
+    t.equal(jv.account, DEMO_SERVICE_ACCOUNT, "Java: getAccount() reads service-accounts/?recursive=true");
+    await idToken("Java (idTokenWithAudience)", jv.idToken);
+    await idToken("Java (FORMAT_FULL and LICENSES_TRUE: license=TRUE)", jv.idTokenLicenses);
   }
   t.equal(o.remove?.code, 0, `intercept remove: ${o.remove?.stderr}`);
   t.equal(o.hostsAfter, o.hostsBefore, "remove restores the hosts file");
