@@ -289,7 +289,7 @@ async function runDemo(
   process.stderr.write(`
 oci2gcp demo: the daemon serves ${url}, the emulated clouds ${emu.url}
 (instance principal; service account${accounts.length === 1 ? "" : "s"} ${accounts.join(", ") || "none: the federated token itself"}).
-Ctrl-C stops both. The daemon logs warnings and errors here (--log-level info for more).
+${daemon.app.access.isOpen ? "" : `Access: ${daemon.app.access.policy.describe({ unixSocket: !!config.server.socketPath })}.\n`}Ctrl-C stops both. The daemon logs warnings and errors here (--log-level info for more).
 
 Paste into another shell:
 ${text.split("\n").slice(1).join("\n")}
