@@ -216,6 +216,34 @@ t.test("per-user access rules, with clients as other uids", { skip: why }, async
     t.equal(web.status, 200, "while uid 41002 still has its own");
   });
 
+  await t.test("the flood guard is counted per uid", async (t) => {
+    const flood = await startStack({
+      emu,
+      serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, THIRD],
+      accountFiles: { passwd, group },
+      logLevel: "warn",
+      overrides: {
+        "server.maxRequestsPerMinute": 4,
+        "access.rules": [
+          { users: ["alice"], serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
+          { users: [WEB], serviceAccounts: [SECOND_SERVICE_ACCOUNT] },
+        ],
+      },
+    });
+    t.teardown(() => flood.close());
+    const alice = await asUser(
+      ETL,
+      flood.url,
+      Array.from({ length: 6 }, () => `${BASE}/default/email`),
+    );
+    t.same(
+      alice.map((a) => a.status),
+      [200, 200, 200, 200, 429, 429],
+      "alice is held back after her 4 requests",
+    );
+    t.equal((await one(WEB, flood.url, `${BASE}/default/email`)).status, 200, "while uid 41002 has its own allowance");
+  });
+
   await t.test("refusals counted by reason, without uids; one audit line per uid, account and kind; no token logged", async (t) => {
     const metrics = await (await fetch(`${url}/metrics`)).text();
     for (const reason of ["no-rule", "account", "subject-token"]) {
