@@ -74,6 +74,52 @@ t.test("access rules in the daemon, for this process's own uid", async (t) => {
     t.match(s.logText(), 'the Unix socket serves rule 1 (\\"sock\\")');
   });
 
+  await t.test(
+    "the cached-token fast path with rules: the caller's default, after its first token was noted; refusals left to the routes",
+    async (t) => {
+      const s = await start([{ users: [ME], serviceAccounts: [SECOND_SERVICE_ACCOUNT] }]);
+      const fp = s.daemon.app.fastPath;
+      const handle = fp.handle.bind(fp);
+      let fast = 0;
+      fp.handle = (req, res) => {
+        const answered = handle(req, res);
+        if (answered) fast++;
+        return answered;
+      };
+      // One kept-alive connection: its first request waits for the caller's identification, the later ones find it settled.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      t.teardown(() => agent.destroy());
+      const token = (account: string) =>
+        new Promise<{ status: number; token: string }>((resolve, reject) => {
+          http
+            .get(`${s.url}${BASE}/${account}/token`, { agent, headers: { "metadata-flavor": "Google" } }, (res) => {
+              let body = "";
+              res.on("data", (d) => {
+                body += d;
+              });
+              res.on("end", () => {
+                const ok = res.statusCode === 200;
+                resolve({ status: res.statusCode ?? 0, token: ok ? (JSON.parse(body) as { access_token: string }).access_token : body });
+              });
+            })
+            .on("error", reject);
+        });
+      const first = await token("default");
+      t.equal(first.status, 200);
+      t.equal(fast, 0, "the first token of the account is noted by the route, not the fast path");
+      const again = await token("default");
+      t.equal(fast, 1, "then the fast path answers");
+      t.equal(again.token, first.token);
+      const named = await token(SECOND_SERVICE_ACCOUNT);
+      t.equal(named.token, first.token, "default is the rule's account, on the fast path too");
+      t.equal(fast, 2);
+      await token(DEMO_SERVICE_ACCOUNT);
+      const other = await token(DEMO_SERVICE_ACCOUNT);
+      t.equal(other.status, 403, "an account outside the rule is refused");
+      t.equal(fast, 2, "by the route: the fast path leaves it alone");
+    },
+  );
+
   await t.test("a rule not naming this uid; a socket without access.socketRule serves nobody", async (t) => {
     const socketPath = path.join(dir, "b.sock");
     const s = await start([{ users: [4_000_000_000], serviceAccounts: [DEMO_SERVICE_ACCOUNT] }], { "server.socketPath": socketPath });
