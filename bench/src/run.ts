@@ -9,7 +9,8 @@ import { access } from "./access.js";
 import { Bench, HOPS_ORDER } from "./bench.js";
 import { ROOT } from "./proc.js";
 import { f, machine, table, wrapMarkdown, writeReport } from "./report.js";
-import { cold, herds, type Part, processes, profiles, startup, throughput } from "./scenarios.js";
+import { cold, herds, type Part, processes, profiles, startup } from "./scenarios.js";
+import { throughput } from "./throughput.js";
 
 const USAGE = `npm run bench [-- OPTIONS]   (builds the package and the bench, then runs bench/dist/run.js)
 
