@@ -35,6 +35,10 @@ function floodSetIn(): { files: string[]; setting: string[] } {
   };
 }
 
+const WRK_INSTALL =
+  "install it (Debian and Ubuntu: `sudo apt-get install wrk`; Fedora: `sudo dnf install wrk`; macOS: `brew install wrk`) " +
+  "and run `npm run bench -- --only throughput` again";
+
 type Tool = "autocannon" | "wrk";
 type Server = "daemon" | "daemon, flood guard off" | "node:http" | "node:http, node's defaults";
 const isDaemon = (s: Server) => s.startsWith("daemon");
@@ -68,7 +72,7 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   const wrkV = wrkVersion();
   progress(
     `throughput: daemon vs node:http, ${o.connections} connections, ${o.duration} s per run, a new process per run; ` +
-      `autocannon A B C C B A twice, flood guard on/off A B B A, ${wrkV ? "wrk A B B A twice" : "wrk not installed: skipped"}`,
+      `autocannon A B C C B A twice, flood guard on/off A B B A, ${wrkV ? "wrk A B B A twice" : `wrk is not installed, so its part is skipped: ${WRK_INSTALL}`}`,
   );
   b.emu.setLatency(0);
   b.emu.setTokens();
@@ -294,11 +298,7 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
       "",
     );
   } else {
-    lines.push(
-      "**Skipped: wrk is not installed.** Install it (Debian and Ubuntu: `sudo apt-get install wrk`; Fedora: `sudo dnf install wrk`; " +
-        "macOS: `brew install wrk`) and run `npm run bench -- --only throughput` again.",
-      "",
-    );
+    lines.push(`**Skipped: wrk is not installed.** ${WRK_INSTALL.replace(/^./, (c) => c.toUpperCase())}.`, "");
   }
   const bm = (k: keyof Mem, pick: (xs: number[]) => number) => MB(memOf("node:http", k, pick));
   lines.push(
