@@ -72,7 +72,8 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   const wrkV = wrkVersion();
   progress(
     `throughput: daemon vs node:http, ${o.connections} connections, ${o.duration} s per run, a new process per run; ` +
-      `autocannon A B C C B A twice, flood guard on/off A B B A, ${wrkV ? "wrk A B B A twice" : `wrk is not installed, so its part is skipped: ${WRK_INSTALL}`}`,
+      "autocannon A B C C B A twice, flood guard on/off A B B A, " +
+      (wrkV ? "wrk A B B A twice" : `wrk is not installed, so its part is skipped: ${WRK_INSTALL}`),
   );
   b.emu.setLatency(0);
   b.emu.setTokens();
