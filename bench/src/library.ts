@@ -94,13 +94,14 @@ export async function library(b: Bench): Promise<Part> {
     ...table(
       [
         "entry",
+        "node's start-up ms",
         "import ms",
         "first token ms",
-        "node start to token ms",
+        "process start to token ms",
         "RSS at start MB",
         "after import MB",
         "after token MB",
-        "CPU ms",
+        "process CPU ms",
         "import runs ms",
       ],
       KINDS.map((k) => [
