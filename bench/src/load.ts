@@ -1,18 +1,11 @@
+import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import autocannon from "autocannon";
 import { median } from "./proc.js";
+import { type LoadResult, parseWrk } from "./runs.js";
 
-export interface CannonResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  requests: number;
-  /** Connection errors, timeouts and answers other than 2xx. */
-  bad: number;
-  /** CPU time the server process used per 1,000 answers (ms), when its CPU clock is given. */
-  cpuPer1k: number;
-}
+export type CannonResult = LoadResult;
 
 /** `connections` keep-alive connections sending GET `url` for `seconds`, as fast as answers come. */
 export async function cannon(
@@ -33,6 +26,47 @@ export async function cannon(
     requests: r.requests.total,
     bad: r.errors + r.timeouts + r.non2xx,
   };
+}
+
+/** wrk's version, or undefined when it is not installed. */
+export function wrkVersion(): string | undefined {
+  const r = spawnSync("wrk", ["--version"], { encoding: "utf8" });
+  if (r.error) return undefined;
+  return /^wrk (\S+)/m.exec(`${r.stdout}${r.stderr}`)?.[1] ?? "unknown version";
+}
+
+/**
+ * wrk, a load generator in C outside the bench's node process: one thread (the
+ * machine has two cores, one of them for the server), `connections` keep-alive
+ * connections, GET `url` for `seconds`. Its latencies have µs resolution.
+ */
+export async function wrk(
+  url: string,
+  headers: Record<string, string>,
+  connections: number,
+  seconds: number,
+  cpuMs?: () => number,
+): Promise<LoadResult> {
+  const args = [
+    "-t1",
+    `-c${connections}`,
+    `-d${seconds}s`,
+    "--latency",
+    ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
+    url,
+  ];
+  const cpu0 = cpuMs?.() ?? NaN;
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+    let text = "";
+    p.stdout.on("data", (c: Buffer) => (text += c.toString("utf8")));
+    p.stderr.on("data", (c: Buffer) => (text += c.toString("utf8")));
+    p.once("error", reject);
+    p.once("close", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited with code ${code}:\n${text}`))));
+  });
+  const cpu = (cpuMs?.() ?? NaN) - cpu0;
+  const r = parseWrk(out);
+  return { ...r, cpuPer1k: (cpu / r.requests) * 1000 };
 }
 
 export interface HerdResult {

@@ -153,10 +153,11 @@ export function runNode(
   script: string,
   env: NodeJS.ProcessEnv,
   timeoutMs = 60_000,
+  args: string[] = [],
 ): Promise<{ code: number | null; ms: number; output: string }> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [script], { env, stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
+    const proc = spawn(process.execPath, [script, ...args], { env, stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
     let output = "";
     const keep = (c: Buffer) => {
       output = (output + c.toString("utf8")).slice(-4000);

@@ -7,9 +7,11 @@ import { parseArgs } from "node:util";
 import { DAEMON_NODE_OPTIONS } from "oci2gcp/daemon";
 import { access } from "./access.js";
 import { Bench, HOPS_ORDER } from "./bench.js";
+import { library } from "./library.js";
 import { ROOT } from "./proc.js";
 import { f, machine, table, wrapMarkdown, writeReport } from "./report.js";
-import { cold, herds, type Part, processes, profiles, startup, throughput } from "./scenarios.js";
+import { cold, herds, type Part, processes, profiles, startup } from "./scenarios.js";
+import { throughput } from "./throughput.js";
 
 const USAGE = `npm run bench [-- OPTIONS]   (builds the package and the bench, then runs bench/dist/run.js)
 
@@ -17,7 +19,7 @@ const USAGE = `npm run bench [-- OPTIONS]   (builds the package and the bench, t
   --connections N       connections of the load generator (default 50)
   --processes N         short-lived client processes in section 4 (default 50)
   --concurrency N[,N]   section 4 runs at each (default 10,1)
-  --only a,b            some of throughput, cold, herd, processes, startup, access; prints instead of writing the report
+  --only a,b            some of throughput, cold, herd, processes, startup, access, library; prints instead of writing the report
   --profile             also profile the daemon under load and during renewals
   --node-args=FLAGS     node flags of every daemon (default ${DAEMON_NODE_OPTIONS})
   --out FILE            the report to write between its bench markers (default BENCHMARKS.md)
@@ -31,7 +33,7 @@ const { values: opt } = parseArgs({
     processes: { type: "string", default: "50" },
     /** Comma-separated: section 4 runs at each. */
     concurrency: { type: "string", default: "10,1" },
-    /** Comma-separated: throughput, cold, herd, processes, startup, access. */
+    /** Comma-separated: throughput, cold, herd, processes, startup, access, library. */
     only: { type: "string" },
     /** Also profile the daemon under load and during renewals. */
     profile: { type: "boolean", default: false },
@@ -64,6 +66,7 @@ try {
   if (wanted("processes")) parts.push(await processes(bench, o));
   if (wanted("startup")) parts.push(await startup(bench));
   if (wanted("access")) parts.push(await access(bench, o));
+  if (wanted("library")) parts.push(await library(bench));
   if (opt.profile) parts.push(await profiles(bench, o));
   ok = true;
 } finally {

@@ -3,23 +3,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../../dist/emulator/index.js";
-import {
-  type Bench,
-  callsText,
-  FLAVOR,
-  HOPS_HEAD,
-  hopCalls,
-  LATENCY,
-  mean,
-  progress,
-  SHORT_ENV,
-  SHORT_S,
-  sum,
-  TOKEN_PATH,
-} from "./bench.js";
+import { type Bench, callsText, FLAVOR, HOPS_HEAD, hopCalls, LATENCY, progress, SHORT_ENV, SHORT_S, sum, TOKEN_PATH } from "./bench.js";
 import { type Calls, HOPS } from "./emu.js";
-import { type CannonResult, cannon, type HerdResult, headerLines, herd, rawGet } from "./load.js";
-import { BENCH_DIR, type Child, cleanEnv, get, median, pool, runNode, sleep, until200 } from "./proc.js";
+import { type CannonResult, cannon, type HerdResult, herd } from "./load.js";
+import { BENCH_DIR, cleanEnv, get, median, pool, runNode, until200 } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import { f, ratio, table, verdict } from "./report.js";
 
@@ -45,134 +32,6 @@ const STARTS = 5;
 const RENEWALS = 5;
 /** Section 4 runs its processes in this many alternating batches of each kind. */
 const ROUNDS = 5;
-const MB = (mib: number) => (mib * 1024 * 1024) / 1e6;
-
-export async function throughput(b: Bench, o: Options): Promise<Part> {
-  const summary: string[][] = [];
-  const lines: string[] = [];
-  progress(`throughput: daemon vs node:http, ${o.connections} connections, ${o.duration} s per run, A B B A A B B A`);
-  b.emu.setLatency(0);
-  b.emu.setTokens();
-  const d = await b.daemon("serve");
-  await until200(`${d.url}/readyz`, d, d.startedAt);
-  await sleep(1000);
-  const idle = d.memMiB();
-  const idleAnon = d.memMiB("RssAnon");
-  const answer = headerLines(await rawGet(d.url + TOKEN_PATH, FLAVOR));
-  if (!answer.status.includes(" 200 ")) throw new Error(`the daemon answered ${answer.status}`);
-  const perAnswer = new Set(["date", "connection", "keep-alive", "transfer-encoding"]);
-  const sameHeaders = answer.headers.filter(([k]) => !perAnswer.has(k));
-  // The baseline runs on the same node flags as the daemon; the same server on node's
-  // defaults shows what the flags themselves cost.
-  const base = await b.bare(sameHeaders, answer.body, "daemon");
-  const plain = await b.bare(sameHeaders, answer.body, "defaults");
-  for (const c of [base, plain]) await until200(`${c.url}/`, c, c.startedAt);
-  const bareIdle = base.memMiB();
-  const plainIdle = plain.memMiB();
-  const check = headerLines(await rawGet(base.url + TOKEN_PATH, FLAVOR));
-  const names = (h: [string, string][]) =>
-    h
-      .map(([k, v]) => (k === "date" ? k : `${k}: ${v}`))
-      .sort()
-      .join("\n");
-  const sameBytes = names(answer.headers) === names(check.headers) && answer.body.equals(check.body);
-
-  const target = (c: Child) => c.url + TOKEN_PATH;
-  const servers = { daemon: d, "node:http": base, "node:http, node's defaults": plain } as const;
-  type Who = keyof typeof servers;
-  for (const c of Object.values(servers)) await cannon(target(c), FLAVOR, o.connections, 2);
-  const runs: { who: Who; r: CannonResult }[] = [];
-  const peak = { daemon: 0, daemonAnon: 0, base: 0, plain: 0 };
-  // A B C C B A, twice: a drift in the load of the machine's other tenants weighs on all alike.
-  const order: Who[] = ["daemon", "node:http", "node:http, node's defaults"];
-  for (const who of [...order, ...[...order].reverse(), ...order, ...[...order].reverse()]) {
-    const c = servers[who];
-    runs.push({ who, r: await cannon(target(c), FLAVOR, o.connections, o.duration, c.cpuMs) });
-    if (who === "daemon" && d.memMiB() > peak.daemon) [peak.daemon, peak.daemonAnon] = [d.memMiB(), d.memMiB("RssAnon")];
-    if (who === "node:http") peak.base = Math.max(peak.base, base.memMiB());
-    if (who !== "daemon" && who !== "node:http") peak.plain = Math.max(peak.plain, plain.memMiB());
-  }
-  const fp = {
-    idle,
-    idleAnon,
-    load: peak.daemon,
-    loadAnon: peak.daemonAnon,
-    file: d.memMiB("RssFile"),
-    peak: d.memMiB("VmHWM"),
-    bareIdle,
-    bareLoad: peak.base,
-    bareFile: base.memMiB("RssFile"),
-  };
-  await d.stop();
-  await base.stop();
-  await plain.stop();
-
-  const of = (who: Who) => runs.filter((x) => x.who === who).map((x) => x.r);
-  const stats = (who: Who) => ({
-    rps: mean(of(who).map((r) => r.rps)),
-    p99: mean(of(who).map((r) => r.p99)),
-    cpu: mean(of(who).map((r) => r.cpuPer1k)),
-  });
-  const [A, B, C] = [stats("daemon"), stats("node:http"), stats("node:http, node's defaults")];
-  const bad = sum(runs.map((x) => x.r.bad));
-  const flags = b.nodeArgs.join(" ") || "none";
-  summary.push(
-    [
-      "1",
-      "cached token throughput ≥ 0.8 × node:http",
-      `${f(A.rps, 0)} req/s`,
-      `${f(B.rps, 0)} req/s`,
-      ratio(A.rps, B.rps),
-      verdict(A.rps >= 0.8 * B.rps),
-    ],
-    ["1", "p99 latency ≤ 1.5 × node:http", `${f(A.p99, 1)} ms`, `${f(B.p99, 1)} ms`, ratio(A.p99, B.p99), verdict(A.p99 <= 1.5 * B.p99)],
-    [
-      "5",
-      "RSS under load < 100 MB",
-      `${f(MB(fp.load))} MB (idle ${f(MB(fp.idle))} MB)`,
-      `node:http: ${f(MB(fp.bareLoad))} MB (idle ${f(MB(fp.bareIdle))} MB)`,
-      ratio(fp.load, fp.bareLoad),
-      verdict(MB(fp.load) < 100),
-    ],
-  );
-  lines.push(
-    "## 1. Cached token throughput",
-    "",
-    `GET ${TOKEN_PATH} with \`Metadata-Flavor: Google\` on a warm cache, ${o.connections} keep-alive connections, ${o.duration} s per run, ` +
-      "autocannon in the bench process. " +
-      "The daemon is `oci2gcp serve` with its production defaults (guards, rate limit, metrics, `info` logging to a file), only the upstream URLs " +
-      "pointed at the emulators. " +
-      "The baseline is a bare `node:http` server in its own process answering every request with the daemon's answer " +
-      `(same status, headers and body: ${sameBytes ? "checked byte for byte, Date aside" : "**the check found a difference**"}, ` +
-      `${answer.body.length} bytes of body), ` +
-      `on the same node flags as the daemon (\`${flags}\`); the same server on node's defaults is measured too, to show what the flags cost by themselves. ` +
-      "Runs in the order A B C C B A, twice, after a 2 s warm-up of each, so that a drift in the load of the machine's other tenants weighs on all " +
-      "alike; autocannon's latencies have 1 ms resolution.",
-    "",
-    ...table(
-      ["run", "server", "req/s", "p50 ms", "p99 ms", "requests", "errors + non-2xx", "server CPU ms per 1,000 answers"],
-      runs.map((x, i) => [i + 1, x.who, f(x.r.rps, 0), x.r.p50, x.r.p99, x.r.requests, x.r.bad, f(x.r.cpuPer1k, 0)]),
-    ),
-    "",
-    `Mean: daemon ${f(A.rps, 0)} req/s, p99 ${f(A.p99, 1)} ms; node:http ${f(B.rps, 0)} req/s, p99 ${f(B.p99, 1)} ms: ` +
-      `**${ratio(A.rps, B.rps)} the throughput, ${ratio(A.p99, B.p99)} the p99**${bad ? ` (${bad} failed requests)` : ""}. ` +
-      `CPU per answer, less sensitive to the other tenants of the machine than req/s: daemon ${f(A.cpu / 1000, 3)} ms, node:http ` +
-      `${f(B.cpu / 1000, 3)} ms (${ratio(A.cpu, B.cpu)}). ` +
-      `node:http on node's defaults: ${f(C.rps, 0)} req/s, p99 ${f(C.p99, 1)} ms, ${f(C.cpu / 1000, 3)} ms of CPU per answer; against it the ` +
-      `daemon reaches ${ratio(A.rps, C.rps)} the throughput and ${ratio(A.p99, C.p99)} the p99, and the flags cost node:http ` +
-      `${ratio(B.cpu, C.cpu)} the CPU per answer.`,
-    "",
-    `Memory (target 5), VmRSS from /proc/PID/status of the processes above: daemon idle after its first token ${f(MB(fp.idle))} MB, at the end of ` +
-      `its load runs ${f(MB(fp.load))} MB, peak (VmHWM) ${f(MB(fp.peak))} MB; ` +
-      `node:http idle ${f(MB(fp.bareIdle))} MB, after its load runs ${f(MB(fp.bareLoad))} MB (on node's defaults: idle ${f(MB(plainIdle))} MB, ` +
-      `after its load runs ${f(MB(peak.plain))} MB). ` +
-      `Of the daemon's VmRSS, ${f(MB(fp.file))} MB are file pages (RssFile: mostly the node binary, shared with every node process; node:http has ` +
-      `${f(MB(fp.bareFile))} MB) ` +
-      `and ${f(MB(fp.idleAnon))} MB idle, ${f(MB(fp.loadAnon))} MB under load are its own memory (RssAnon: the V8 heap and native allocations).`,
-    "",
-  );
-  return { summary, lines };
-}
 
 const profileTables = (s: ProfileSummary, per: number, unit: string) => [
   ...table(
