@@ -41,5 +41,5 @@ t.test("serve keeps V8 from compiling fetch's WebAssembly HTTP parser a second t
   const plain = peakAfterFetch(false);
   const served = peakAfterFetch(true);
   t.ok(plain > 15, `without serve's flags a fetch peaks at ${plain.toFixed(1)} MiB of V8 compiler memory`);
-  t.ok(served < 5, `after serve set its flags the same fetch peaks at ${served.toFixed(1)} MiB`);
+  t.ok(served < 8, `after serve set its flags the same fetch peaks at ${served.toFixed(1)} MiB`);
 });
