@@ -1,6 +1,7 @@
 import { type Config, ConfigError, loadConfig } from "../config/config.js";
 import type { Daemon } from "../daemon.js";
 import { createLogger, type Logger, routeConsoleToLogger } from "../log.js";
+import { setDaemonV8Flags } from "../node-options.js";
 import { parse, settingFlagOptions, settingFlags } from "./args.js";
 
 export const SERVE_HELP = `Usage: oci2gcp serve [--config FILE] [options]
@@ -53,6 +54,7 @@ export function untilSignal(log: Logger, stop: () => Promise<void>): Promise<num
 }
 
 export async function serve(argv: string[]): Promise<number> {
+  setDaemonV8Flags();
   const { values } = parse(argv, settingFlagOptions());
   if (values.help) {
     process.stdout.write(SERVE_HELP);
