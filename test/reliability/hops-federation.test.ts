@@ -9,9 +9,9 @@
  * backoff, timeouts), so the cases run side by side on several emulators: faults and
  * call counters are per emulator, and the cases that share one take turns.
  */
-import t, { type Test } from "tap";
+import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
-import { checkGarbageAnswer, clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, waitFor } from "../helpers/reliability.js";
+import { checkGarbageAnswer, clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, turns, waitFor } from "../helpers/reliability.js";
 import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TIMEOUT_MS = 2000;
@@ -25,39 +25,24 @@ interface Cloud {
   times: Record<string, number[]>;
 }
 
-const clouds: Promise<Cloud>[] = [];
 const daemons: Stack[] = [];
+const startCloud = async (): Promise<Cloud> => {
+  const emu = await startEmulators();
+  return { emu, times: recordCallTimes(emu) };
+};
+// Three sets of emulators, for cases that take turns on each: the outage and the hung
+// connection, which wait longest, on one each, the other federation cases on the third,
+// and the garbage cases spread over the three. The groups, and the cases within them,
+// all start at once.
+const quick = turns(startCloud);
+const outage = turns(startCloud);
+const hung = turns(startCloud);
+const all = [quick, outage, hung];
 
 t.teardown(async () => {
   for (const d of daemons) await d.close();
-  for (const c of clouds) await (await c).emu.close();
+  for (const c of all) await c.close();
 });
-
-/**
- * Emulators for some cases: `on(fn)` is a case that runs on them, once the cases
- * before it on the same emulators are done, and clears its faults when it ends.
- */
-function cloud(): { on: (fn: (t: Test, c: Cloud) => Promise<void>) => (t: Test) => Promise<void> } {
-  let c: Promise<Cloud> | undefined;
-  let last: Promise<unknown> = Promise.resolve();
-  return {
-    on: (fn) => (t) => {
-      c ??= startEmulators().then((emu) => ({ emu, times: recordCallTimes(emu) }));
-      if (!clouds.includes(c)) clouds.push(c);
-      const started = c;
-      const mine = last.then(async () => {
-        const cl = await started;
-        try {
-          await fn(t, cl);
-        } finally {
-          await clearFaults(cl.emu);
-        }
-      });
-      last = mine.catch(() => {});
-      return mine;
-    },
-  };
-}
 
 /** A fresh daemon, with its own OCI principal (and oci-common provider). */
 async function daemon(emu: Emulators, extra: Record<string, unknown> = {}): Promise<Stack> {
@@ -70,11 +55,6 @@ const now = () => Math.floor(Date.now() / 1000);
 const count = async (emu: Emulators, e: Endpoint) => (await calls(emu))[e] ?? 0;
 const json = { "content-type": "application/json" };
 
-// Two sets of emulators, for cases that take turns on each: the outage and the hung
-// connection, which wait longest, on one; the others on the other. The groups, and
-// the cases within them, all start at once.
-const quick = cloud();
-const slow = cloud();
 t.jobs = 2;
 
 const federation = t.test("OCI federation (oci.federation)", async (t) => {
@@ -110,7 +90,7 @@ const federation = t.test("OCI federation (oci.federation)", async (t) => {
 
   t.test(
     "an outage of the auth service: the daemon recovers soon after it ends, without a restart",
-    slow.on(async (t, { emu }) => {
+    outage.on(async (t, { emu }) => {
       const d = await daemon(emu);
       const before = await count(emu, E);
       await fault(emu, { endpoint: E, status: 503 });
@@ -178,7 +158,7 @@ const federation = t.test("OCI federation (oci.federation)", async (t) => {
 
   t.test(
     "a hung connection times out, naming the hop",
-    slow.on(async (t, { emu }) => {
+    hung.on(async (t, { emu }) => {
       const d = await daemon(emu);
       const before = await count(emu, E);
       await fault(emu, { endpoint: E, latencyMs: 1.5 * TIMEOUT_MS });
@@ -211,10 +191,11 @@ const garbageAnswers = t.test("OCI federation (oci.federation) answering garbage
       /security token expires \S+, more than a day away: check this machine's clock/,
     ],
   ];
+  let garbageCases = 0;
   for (const [what, body, says] of garbage) {
     t.test(
       `200 with garbage: ${what}`,
-      quick.on(async (t, { emu }) => {
+      all[garbageCases++ % all.length]!.on(async (t, { emu }) => {
         await checkGarbageAnswer(t, await daemon(emu), {
           endpoint: E,
           body,
