@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -8,14 +8,26 @@ import { type Config, loadConfig } from "../src/config/config.js";
 import { type DoctorReport, renderReport, runDoctor } from "../src/doctor/doctor.js";
 import { DEMO_SERVICE_ACCOUNT, daemonSettingsFor, type Emulators, type EmulatorsOptions, startEmulators } from "../src/emulator/index.js";
 import type { SigningIdentity } from "../src/oci/principal.js";
+import { withOtherGoogle } from "./helpers/stack.js";
+
+// One set of emulators for the file: doctor changes nothing in them, and each set costs
+// a dozen RSA keys and certificates. A provider configured otherwise is a second Google
+// emulator in front of the same OCI.
+let sharedEmu: Promise<Emulators> | undefined;
+t.teardown(async () => (await sharedEmu)?.close());
+const shared = () => (sharedEmu ??= startEmulators());
 
 async function setup(
   t: Tap.Test,
-  emuOpts: EmulatorsOptions = {},
+  emuOpts: Pick<EmulatorsOptions, "google"> = {},
   overrides: (e: Emulators) => Record<string, unknown> = () => ({}),
 ): Promise<{ emu: Emulators; config: Config }> {
-  const emu = await startEmulators(emuOpts);
-  t.teardown(() => emu.close());
+  let emu = await shared();
+  if (emuOpts.google) {
+    const other = await withOtherGoogle(emu, emuOpts.google);
+    t.teardown(() => other.close());
+    emu = other;
+  }
   const config = loadConfig({
     env: {},
     overrides: {
@@ -164,28 +176,26 @@ t.test("the doctor command: exit codes and output", async (t) => {
     },
   };
   fs.writeFileSync(file, JSON.stringify(cfg));
-  const bin = path.resolve("bin/oci2gcp.js");
-  // The emulators run in this process: spawnSync would block them, so run the command asynchronously.
-  const run = (args: string[]) =>
-    new Promise<{ code: number | null; out: string }>((resolve) => {
-      import("node:child_process").then(({ execFile }) => {
-        execFile(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH } }, (err, stdout) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout }),
-        );
-      });
-    });
-  const ok = await run(["doctor", "--config", file]);
-  t.equal(ok.code, 0, "exit 0 on a working chain");
-  t.match(ok.out, /The chain works end to end/);
+  const badFile = path.join(dir, "bad.json");
   fs.writeFileSync(
-    file,
+    badFile,
     JSON.stringify({ ...cfg, google: { ...cfg.google, serviceAccounts: ["nope@demo-project.iam.gserviceaccount.com"] } }),
   );
-  const bad = await run(["doctor", "--config", file]);
+  const bin = path.resolve("bin/oci2gcp.js");
+  // The emulators run in this process: spawnSync would block them, so run the commands asynchronously
+  // (and side by side: they are independent).
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      execFile(process.execPath, [bin, ...args], { env: { PATH: process.env.PATH } }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout, err: stderr }),
+      );
+    });
+  const [ok, bad, badCfg] = await Promise.all([run(["doctor", "--config", file]), run(["doctor", "--config", badFile]), run(["doctor"])]);
+  t.equal(ok.code, 0, "exit 0 on a working chain");
+  t.match(ok.out, /The chain works end to end/);
   t.equal(bad.code, 1, "exit 1 when a hop fails");
   t.match(bad.out, /\[FAIL\] impersonation/);
-  const badCfg = spawnSync(process.execPath, [bin, "doctor"], { env: { PATH: process.env.PATH }, encoding: "utf8" });
-  t.equal(badCfg.status, 2, "exit 2 on bad configuration");
-  t.match(badCfg.stderr, /identityDomain\.url is not set/);
+  t.equal(badCfg.code, 2, "exit 2 on bad configuration");
+  t.match(badCfg.err, /identityDomain\.url is not set/);
   void emu;
 });

@@ -42,8 +42,14 @@ async function waitFor<T>(what: () => T | undefined, ms: number): Promise<T | un
   }
 }
 
-function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  return Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))]);
+// The timer is cleared once p settles: a pending one would keep the test process alive for all of ms.
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const demoDirs = (tmp: string) => fs.readdirSync(tmp).filter((f) => f.startsWith("oci2gcp-demo-"));
@@ -96,18 +102,18 @@ t.test("demo --config with two service accounts, then a second demo on the same 
   }
 
   // A second demo on the same port: the reason, the way out, nothing else, no files.
+  // A third with --write-env into a missing directory: a clear error at once, nothing started.
+  // Neither starts a demo, so they run side by side.
   const port = env.GCE_METADATA_HOST!.split(":")[1]!;
   const second = startDemo(["--port", port], tmp);
-  const end = await within(second.exited, 60_000);
+  const third = startDemo(["--port", "0", "--write-env", path.join(dir, "missing", "demo.env")], tmp);
+  const [end, end3] = await Promise.all([within(second.exited, 60_000), within(third.exited, 30_000)]);
   t.equal(end?.code, 1, "the second demo exits 1");
   t.match(second.stderr(), /already in use/);
   t.match(second.stderr(), /--port 0/, "a hint to use --port 0");
   t.notMatch(second.stderr(), /metadata service|^\{/m, "no misleading lines after it");
   t.equal(second.stderr().trim().split("\n").length, 2, "two lines in all");
 
-  // --write-env into a missing directory: a clear error at once, nothing started.
-  const third = startDemo(["--port", "0", "--write-env", path.join(dir, "missing", "demo.env")], tmp);
-  const end3 = await within(third.exited, 30_000);
   t.equal(end3?.code, 2, "exits 2 rather than hanging");
   t.match(third.stderr(), /missing does not exist/);
   t.strictSame(demoDirs(tmp), [path.basename(env.OCI2GCP_CONFIG!.replace(/\/oci2gcp\.json$/, ""))], "only the running demo's directory");

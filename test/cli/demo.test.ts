@@ -194,7 +194,10 @@ t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {
   t.equal(`127.0.0.1:${cfg.server?.port}`, hostPort, "the config file records the bound port");
 
   child.kill("SIGTERM");
-  const end = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  const end = await Promise.race([exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 20_000)))]);
+  // A pending timer would keep the test process alive for the full 20 s.
+  clearTimeout(timer);
   t.ok(end, "stopped within 20 s of SIGTERM");
   t.equal(end?.code, 0, "exit code 0");
   t.equal(end?.signal, null, "a clean exit, not killed by the signal");

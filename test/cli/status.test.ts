@@ -1,9 +1,16 @@
 import { execFile, spawn } from "node:child_process";
 import path from "node:path";
 import t from "tap";
-import { DEMO_SERVICE_ACCOUNT, startStack } from "../helpers/stack.js";
+import type { Emulators } from "../../src/emulator/index.js";
+import { DEMO_SERVICE_ACCOUNT, startStack, startTestEmulators } from "../helpers/stack.js";
 
 const bin = path.resolve("bin/oci2gcp.js");
+
+// The daemons share one set of emulators (each set costs a dozen RSA keys and certificates):
+// status reads what a daemon holds, not what the emulators counted.
+let shared: Promise<Emulators> | undefined;
+t.teardown(async () => (await shared)?.close());
+const emulators = () => (shared ??= startTestEmulators());
 
 function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
@@ -14,7 +21,7 @@ function run(args: string[]): Promise<{ code: number; out: string; err: string }
 }
 
 t.test("oci2gcp status shows what the daemon holds, never a token", async (t) => {
-  const s = await startStack();
+  const s = await startStack({ emu: await emulators() });
   t.teardown(() => s.close());
   t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/token")).status, 200);
   t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/identity?audience=https://status.example")).status, 200);
@@ -52,7 +59,7 @@ t.test("oci2gcp status without a daemon says so and fails", async (t) => {
 });
 
 t.test("oci2gcp status escapes control characters and bidi overrides, and cuts long keys", async (t) => {
-  const s = await startStack();
+  const s = await startStack({ emu: await emulators() });
   t.teardown(() => s.close());
   const identity = "/computeMetadata/v1/instance/service-accounts/default/identity?audience=";
   const nasty = "https://x.example/%1b[2J%07%0d%0aforged-row%e2%80%aeb%c2%9b";
@@ -90,7 +97,7 @@ t.test("oci2gcp status escapes control characters and bidi overrides, and cuts l
 });
 
 t.test("oci2gcp status into a reader that stops early ends quietly with status 0", async (t) => {
-  const s = await startStack();
+  const s = await startStack({ emu: await emulators() });
   t.teardown(() => s.close());
   t.equal((await s.get("/computeMetadata/v1/instance/service-accounts/default/token")).status, 200);
   const child = spawn(process.execPath, [bin, "status", "--url", s.url], {

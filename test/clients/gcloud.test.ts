@@ -119,7 +119,8 @@ t.test("gcloud", { skip }, async (t) => {
   });
 
   t.test("without a service account: print-access-token prints the federated token", async (t) => {
-    const n = await startStack({ serviceAccounts: [], logLevel: "warn" });
+    // The same emulators as the first daemon: this one asks them for no service account token.
+    const n = await startStack({ emu: s.emu, serviceAccounts: [], logLevel: "warn" });
     t.teardown(() => n.close());
     const r = await gcloudRun(hostPortOf(n.url), ["auth", "print-access-token"]);
     t.equal(r.code, 0, `gcloud succeeded: ${describe(r)}`);

@@ -14,12 +14,25 @@ import { loadConfig } from "../../src/config/config.js";
 import { type DoctorReport, renderReport, runDoctor } from "../../src/doctor/doctor.js";
 import { type Jwks, jwksFrom } from "../../src/doctor/keys.js";
 import { daemonSettingsFor, type Emulators, type EmulatorsOptions, startEmulators } from "../../src/emulator/index.js";
+import { withOtherGoogle } from "../helpers/stack.js";
 
 async function emulators(t: Tap.Test, o: EmulatorsOptions = {}): Promise<Emulators> {
   const emu = await startEmulators(o);
   t.teardown(() => emu.close());
   return emu;
 }
+
+// Two sets of emulators with the default options for the file (each set costs a dozen RSA keys
+// and certificates; doctor changes nothing in them): the domain under test, and another whose
+// keys stand for the old ones, with the same kid.
+const started: Promise<Emulators>[] = [];
+t.teardown(async () => {
+  for (const e of started) await (await e).close();
+});
+let sharedEmu: Promise<Emulators> | undefined;
+let otherEmu: Promise<Emulators> | undefined;
+const shared = () => (sharedEmu ??= started[started.push(startEmulators()) - 1]!);
+const otherDomain = () => (otherEmu ??= started[started.push(startEmulators()) - 1]!);
 
 declare namespace Tap {
   type Test = import("tap").Test;
@@ -42,7 +55,7 @@ function thumbprintsOnly(j: Jwks): Jwks {
 }
 
 t.test("the emulated identity domain publishes its keys and signs its JWTs as Oracle's does", async (t) => {
-  const emu = await emulators(t);
+  const emu = await shared();
   const jwks = await jwksOf(emu);
   t.equal(jwks.keys.length, 1);
   const k = jwks.keys[0]! as Record<string, unknown>;
@@ -67,7 +80,7 @@ t.test("the emulated identity domain publishes its keys and signs its JWTs as Or
 });
 
 t.test("the domain JWT's header names the signing certificate by its thumbprints", async (t) => {
-  const emu = await emulators(t);
+  const emu = await shared();
   const { Hops, ONE_ATTEMPT } = await import("../../src/hops.js");
   const hops = new Hops(configFor(emu), ONE_ATTEMPT);
   const token = await hops.identityDomain(hops.principal()).token();
@@ -77,7 +90,7 @@ t.test("the domain JWT's header names the signing certificate by its thumbprints
 });
 
 t.test("a provider with the domain's current keys passes, and the certificate's expiry is printed", async (t) => {
-  const emu = await emulators(t);
+  const emu = await shared();
   const current = await jwksOf(emu);
   const config = configFor(emu);
 
@@ -105,9 +118,10 @@ t.test("a provider with the domain's current keys passes, and the certificate's 
 
 t.test("a provider still holding an old JWKS (same kid) fails", async (t) => {
   // The keys of another domain stand for the old ones: the kid is SIGNING_KEY in both.
-  const before = await emulators(t);
+  const before = await otherDomain();
   const old = await jwksOf(before);
-  const emu = await emulators(t, { google: { jwksUrl: before.oci.domainJwksUrl } });
+  const emu = await withOtherGoogle(await shared(), { jwksUrl: before.oci.domainJwksUrl });
+  t.teardown(() => emu.close());
   t.equal((await jwksOf(emu)).keys[0]!.kid, old.keys[0]!.kid, "the key ids are the same");
   const config = configFor(emu);
 
@@ -152,9 +166,9 @@ t.test("jwksFrom: a JWKS, or a provider as gcloud describes it", async (t) => {
 });
 
 t.test("oci2gcp doctor --provider-jwks FILE", async (t) => {
-  const before = await emulators(t);
+  const before = await otherDomain();
   const old = await jwksOf(before);
-  const emu = await emulators(t);
+  const emu = await shared();
   const current = await jwksOf(emu);
   const config = configFor(emu);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "doctor-keys-"));
@@ -173,7 +187,7 @@ t.test("oci2gcp doctor --provider-jwks FILE", async (t) => {
     fs.writeFileSync(f, typeof v === "string" ? v : JSON.stringify(v));
     return f;
   };
-  // The emulators run in this process: run the command asynchronously.
+  // The emulators run in this process: run the command asynchronously (the three runs side by side).
   const run = (args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
       execFile(
@@ -185,16 +199,18 @@ t.test("oci2gcp doctor --provider-jwks FILE", async (t) => {
     });
 
   const described = write("provider.json", { name: "projects/1/providers/q", oidc: { jwksJson: JSON.stringify(current) } });
-  const good = await run(["--provider-jwks", described]);
+  const [good, stale, bad] = await Promise.all([
+    run(["--provider-jwks", described]),
+    run(["--provider-jwks", write("old.json", old)]),
+    run(["--provider-jwks", write("bad.json", "not json")]),
+  ]);
   t.equal(good.code, 0, good.err);
   t.match(good.out, /\[OK {2}\] identity domain keys[\s\S]*the provider's keys verify the domain's token/);
   t.match(good.out, /valid until \d{4}-\d\d-\d\dT/);
 
-  const stale = await run(["--provider-jwks", write("old.json", old)]);
   t.equal(stale.code, 1, "exit 1: the provider's keys are old");
   t.match(stale.out, /\[FAIL\] identity domain keys[\s\S]*old JWKS/);
 
-  const bad = await run(["--provider-jwks", write("bad.json", "not json")]);
   t.equal(bad.code, 2, "exit 2 on a file that is not a JWKS");
   t.match(bad.err, /--provider-jwks .*bad\.json/);
 });

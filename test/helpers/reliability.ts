@@ -93,6 +93,44 @@ export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs:
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Cases that take turns on one set of emulators (see `turns`). */
+export interface Turns<C extends { emu: Emulators }> {
+  /** A case callback for t.test: waits for the cases before it here, runs `fn`, then clears the faults. */
+  on(fn: (t: Test, c: C) => Promise<void>): (t: Test) => Promise<void>;
+  /** Closes the emulators, if a case started them. */
+  close(): Promise<void>;
+}
+
+/**
+ * Emulators (with whatever `start` sets up around them) that several cases use one
+ * at a time, so that those cases can run side by side with cases on other emulators
+ * (a parent with t.jobs > 1): faults and call counters are per emulator. They start
+ * when the first case needs them.
+ */
+export function turns<C extends { emu: Emulators }>(start: () => Promise<C>): Turns<C> {
+  let started: Promise<C> | undefined;
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    on: (fn) => (t) => {
+      const c = (started ??= start());
+      const mine = last.then(async () => {
+        const cloud = await c;
+        try {
+          await fn(t, cloud);
+        } finally {
+          await clearFaults(cloud.emu);
+        }
+      });
+      last = mine.catch(() => {});
+      return mine;
+    },
+    async close() {
+      const c = await started?.catch(() => undefined);
+      await c?.emu.close();
+    },
+  };
+}
+
 /** mulberry32: a small seeded PRNG, so that generated inputs reproduce. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;

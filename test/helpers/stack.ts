@@ -5,6 +5,8 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { type Config, loadConfig } from "../../src/config/config.js";
 import { type Daemon, startDaemon } from "../../src/daemon.js";
+import { EmulatorServer } from "../../src/emulator/core.js";
+import { type GoogleEmulatorOptions, registerGoogle } from "../../src/emulator/google/index.js";
 import {
   DEMO_PROJECT_ID,
   DEMO_SERVICE_ACCOUNT,
@@ -82,6 +84,32 @@ export function startTestEmulators(o: EmulatorsOptions = {}): Promise<Emulators>
     ...o,
     google: { serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT], ...o.google },
   });
+}
+
+/**
+ * Running emulators' OCI with another Google provider in front of it: a second
+ * Google emulator on its own port, trusting that OCI's identity domain as
+ * startEmulators wires it, with `google` on top (another issuer, audiences,
+ * keys or condition). It saves the OCI keys and certificates a new set would
+ * generate. Google's call counters and faults are on the new server; close()
+ * closes only that server.
+ */
+export async function withOtherGoogle(emu: Emulators, google: Partial<GoogleEmulatorOptions>): Promise<Emulators> {
+  const server = new EmulatorServer();
+  const url = await server.listen(0, "127.0.0.1");
+  try {
+    const g = await registerGoogle(server, {
+      issuer: emu.oci.domainIssuer,
+      allowedAudiences: [emu.oci.domainUrl],
+      jwksUrl: emu.oci.domainJwksUrl,
+      serviceAccounts: [DEMO_SERVICE_ACCOUNT],
+      ...google,
+    });
+    return { server, url, oci: emu.oci, google: g, close: () => server.close() };
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
 }
 
 /** Clears the faults and call counters of shared emulators. */

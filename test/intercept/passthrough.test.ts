@@ -1,8 +1,9 @@
 import http from "node:http";
 import net from "node:net";
 import t from "tap";
+import type { Emulators } from "../../src/emulator/index.js";
 import { isGooglePath, isPassthrough } from "../../src/server/passthrough.js";
-import { startStack } from "../helpers/stack.js";
+import { startStack, startTestEmulators } from "../helpers/stack.js";
 
 // The daemon with server.intercept on, in front of a stand-in for OCI's metadata
 // service that records the bytes it receives and answers with bytes of its own.
@@ -78,6 +79,12 @@ function get(url: string, headers: Record<string, string>): Promise<{ status: nu
 
 const headersEnd = (b: Buffer) => b.indexOf("\r\n\r\n") >= 0;
 
+// One set of emulators for every daemon here (each set costs a dozen RSA keys and certificates):
+// the daemons relay to stand-ins for OCI's metadata service, not to the emulators.
+let shared: Promise<Emulators> | undefined;
+t.teardown(async () => (await shared)?.close());
+const emulators = () => (shared ??= startTestEmulators());
+
 t.test("which requests are Google's", async (t) => {
   t.ok(isGooglePath("/"));
   t.ok(isGooglePath("/?recursive=true"));
@@ -104,7 +111,11 @@ t.test("OCI-style requests pass through byte for byte", async (t) => {
     sock.end(answerBytes);
     return true;
   });
-  const s = await startStack({ logLevel: "warn", overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` } });
+  const s = await startStack({
+    emu: await emulators(),
+    logLevel: "warn",
+    overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` },
+  });
   t.teardown(async () => {
     await s.close();
     await up.close();
@@ -137,7 +148,11 @@ t.test("bodies and answers are streamed; no Metadata-Flavor needed; the daemon's
     held = true;
     return true;
   });
-  const s = await startStack({ logLevel: "warn", overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` } });
+  const s = await startStack({
+    emu: await emulators(),
+    logLevel: "warn",
+    overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` },
+  });
   t.teardown(async () => {
     await s.close();
     await up.close();
@@ -172,6 +187,7 @@ t.test("OCI's service unreachable: 502 saying so", async (t) => {
   const closed = await rawUpstream(() => false);
   await closed.close();
   const s = await startStack({
+    emu: await emulators(),
     logLevel: "silent",
     overrides: { "server.intercept": true, "oci.metadataUrl": `${closed.origin}/opc/v2/` },
   });
@@ -188,6 +204,7 @@ t.test("a redirection that catches the daemon's own connections is detected, not
   await new Promise<void>((r) => probe.close(() => r()));
   // OCI's service "is" the daemon itself: what a rule without the daemon's uid exception does.
   const s = await startStack({
+    emu: await emulators(),
     logLevel: "silent",
     overrides: { "server.intercept": true, "server.port": port, "oci.metadataUrl": `http://127.0.0.1:${port}/opc/v2/` },
   });
@@ -199,7 +216,11 @@ t.test("a redirection that catches the daemon's own connections is detected, not
 
 t.test("without server.intercept nothing is relayed", async (t) => {
   const up = await rawUpstream(() => false);
-  const s = await startStack({ logLevel: "warn", overrides: { "oci.metadataUrl": `${up.origin}/opc/v2/` } });
+  const s = await startStack({
+    emu: await emulators(),
+    logLevel: "warn",
+    overrides: { "oci.metadataUrl": `${up.origin}/opc/v2/` },
+  });
   t.teardown(async () => {
     await s.close();
     await up.close();

@@ -82,6 +82,10 @@ function get(agent: http.Agent, target: Target): Promise<{ status: number; body:
   });
 }
 
+// Every case has its own daemon, sockets and limits, and most of their time is waiting
+// for timeouts: they run side by side.
+t.jobs = 5;
+
 for (const kind of ["TCP", "Unix socket"] as const) {
   t.test(`${kind}: at the cap a new connection is closed at once; a kept-alive client still gets its cached token`, async (t) => {
     const socketPath = path.join(dir, `cap-${kind === "TCP" ? "tcp" : "unix"}.sock`);

@@ -4,6 +4,9 @@
  * honoured, 4xx not retried, garbage answers refused with a clear error, hung
  * connections cut at upstream.timeoutMs; the daemon answers every time, serves
  * tokens again once the fault is gone, and logs no secret at trace level.
+ *
+ * Each hop has its own emulators and daemons, so that the three run side by side:
+ * most of the time goes to waiting (Retry-After, timeouts, backoff).
  */
 import t from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
@@ -15,47 +18,67 @@ const ATTEMPTS = 3;
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity";
 
-let emu: Emulators;
-let times: Record<string, number[]>;
-/** Impersonates the demo service account: access tokens come from generateAccessToken. */
-let imp: Stack;
-/** No service account: the federated STS token is what clients get. */
-let fed: Stack;
+/** Emulators and the daemons of one hop's cases. */
+interface Cloud {
+  emu: Emulators;
+  times: Record<string, number[]>;
+  /** Impersonates the demo service account: access tokens come from generateAccessToken. */
+  imp: Stack;
+  /** No service account: the federated STS token is what clients get. */
+  fed: Stack;
+  /** Obtains the OCI session with the default timeouts, for both test daemons. */
+  ociSide: Stack;
+}
 let n = 0;
-/** Obtains the OCI session with the default timeouts, for both test daemons. */
-let ociSide: Stack;
+const clouds: Cloud[] = [];
 
-t.before(async () => {
-  emu = await startEmulators();
-  times = recordCallTimes(emu);
-  // The OCI side is not under test here: one daemon with the default (generous)
-  // timeouts holds the OCI session the test daemons sign with, so that their short
-  // timeouts cannot fail a cold start on a loaded machine.
-  ociSide = await startStack({ emu });
-  const principal = { token: () => ociSide.daemon.chain.principal.token() };
-  const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEMPTS };
-  imp = await startStack({ emu, overrides, principal });
-  fed = await startStack({ emu, overrides, serviceAccounts: [], principal });
-  // Warm both chains: the lower hops are cached from here on.
-  for (const d of [ociSide, imp, fed]) {
-    let last = { status: 0, text: "" };
-    const ok = await waitFor(async () => (last = await d.get(TOKEN)).status === 200, 30_000, 500);
-    if (!ok) throw new Error(`warm-up failed: ${last.status} ${last.text}`);
+t.teardown(async () => {
+  for (const c of clouds) {
+    await c.imp.close();
+    await c.fed.close();
+    await c.ociSide.close();
+    await c.emu.close();
   }
 });
-t.teardown(async () => {
-  await imp?.close();
-  await fed?.close();
-  await ociSide?.close();
-  await emu?.close();
-});
+
+async function startCloud(): Promise<Cloud> {
+  const emu = await startEmulators();
+  const times = recordCallTimes(emu);
+  const stacks: Stack[] = [];
+  try {
+    // The OCI side is not under test here: one daemon with the default (generous)
+    // timeouts holds the OCI session the test daemons sign with, so that their short
+    // timeouts cannot fail a cold start on a loaded machine.
+    const ociSide = await startStack({ emu });
+    stacks.push(ociSide);
+    const principal = { token: () => ociSide.daemon.chain.principal.token() };
+    const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEMPTS };
+    const imp = await startStack({ emu, overrides, principal });
+    stacks.push(imp);
+    const fed = await startStack({ emu, overrides, serviceAccounts: [], principal });
+    stacks.push(fed);
+    // Warm both chains: the lower hops are cached from here on.
+    for (const d of [ociSide, imp, fed]) {
+      let last = { status: 0, text: "" };
+      const ok = await waitFor(async () => (last = await d.get(TOKEN)).status === 200, 30_000, 500);
+      if (!ok) throw new Error(`warm-up failed: ${last.status} ${last.text}`);
+    }
+    const c = { emu, times, imp, fed, ociSide };
+    clouds.push(c);
+    return c;
+  } catch (e) {
+    for (const d of stacks) await d.close();
+    await emu.close();
+    throw e;
+  }
+}
 
 interface Hop {
   endpoint: Endpoint;
   /** The hop's name in errors. */
   hop: RegExp;
   /** A request that needs a new call at this endpoint (a scope set or audience never asked before). */
-  fresh(): Promise<{ status: number; headers: Headers; text: string; ms: number }>;
+  fresh(c: Cloud): Promise<{ status: number; headers: Headers; text: string; ms: number }>;
   /** 200 answers that are not usable tokens, and what the error must say about each. */
   garbage: [string, string, RegExp][];
 }
@@ -64,7 +87,7 @@ const hops: Hop[] = [
   {
     endpoint: "google.sts.token",
     hop: /the STS hop failed/,
-    fresh: () => fed.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.sts${++n}`),
+    fresh: ({ fed }) => fed.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.sts${++n}`),
     garbage: [
       [
         "non-JSON body",
@@ -94,7 +117,7 @@ const hops: Hop[] = [
   {
     endpoint: "google.iam.generateAccessToken",
     hop: /the impersonation hop failed: /,
-    fresh: () => imp.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.iam${++n}`),
+    fresh: ({ imp }) => imp.get(`${TOKEN}?scopes=https://www.googleapis.com/auth/test.iam${++n}`),
     garbage: [
       ["non-JSON body", "Service Unavailable", /failed: HTTP 200 with a body that is not JSON \(19 bytes\), 3 attempts\n$/],
       ["JSON without fields", "{}", /generateAccessToken for oci-workload@\S+ answered without an accessToken/],
@@ -118,7 +141,7 @@ const hops: Hop[] = [
   {
     endpoint: "google.iam.generateIdToken",
     hop: /the impersonation hop failed: /,
-    fresh: () => imp.get(`${IDENTITY}?audience=https://aud${++n}.example.com`),
+    fresh: ({ imp }) => imp.get(`${IDENTITY}?audience=https://aud${++n}.example.com`),
     garbage: [
       ["non-JSON body", "<<<", /failed: HTTP 200 with a body that is not JSON \(3 bytes\), 3 attempts\n$/],
       ["JSON without fields", "{}", /generateIdToken for oci-workload@\S+ answered with something that is not a JWT/],
@@ -147,16 +170,19 @@ function isJson(s: string): boolean {
   }
 }
 
-const count = async (e: Endpoint) => (await calls(emu))[e] ?? 0;
-
-for (const h of hops) {
+// The hops run side by side, each on its own cloud.
+t.jobs = hops.length;
+const groups = hops.map((h) =>
   t.test(`${h.endpoint}`, async (t) => {
+    const cloud = await startCloud();
+    const { emu, times, imp, fed } = cloud;
+    const count = async (e: Endpoint) => (await calls(emu))[e] ?? 0;
     t.afterEach(() => clearFaults(emu));
 
     t.test("500 is retried, and the retry succeeds", async (t) => {
       const before = await count(h.endpoint);
       await fault(emu, { endpoint: h.endpoint, status: 500, count: ATTEMPTS - 1 });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
       t.equal((await count(h.endpoint)) - before, ATTEMPTS, `${ATTEMPTS - 1} failed calls and the one that succeeded`);
     });
@@ -164,7 +190,7 @@ for (const h of hops) {
     t.test("500 on every attempt: 503 naming the hop after exactly `attempts` calls", async (t) => {
       const before = await count(h.endpoint);
       await fault(emu, { endpoint: h.endpoint, status: 500 });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 503);
       t.match(r.text, h.hop);
       t.match(r.text, /HTTP 500/);
@@ -175,7 +201,7 @@ for (const h of hops) {
     t.test("429 with Retry-After: the next attempt waits for it", async (t) => {
       const before = times[h.endpoint]!.length;
       await fault(emu, { endpoint: h.endpoint, status: 429, headers: { "retry-after": "2" }, count: 1 });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
       const mine = times[h.endpoint]!.slice(before);
       t.equal(mine.length, 2, "the 429 and one more call");
@@ -185,7 +211,7 @@ for (const h of hops) {
     t.test("401 is not retried", async (t) => {
       const before = await count(h.endpoint);
       await fault(emu, { endpoint: h.endpoint, status: 401 });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 503);
       t.match(r.text, h.hop);
       t.match(r.text, /HTTP 401/);
@@ -202,7 +228,7 @@ for (const h of hops) {
           body,
           headers: { "content-type": json ? "application/json; charset=utf-8" : "text/html" },
         });
-        const r = await h.fresh();
+        const r = await h.fresh(cloud);
         t.equal(r.status, 503, r.text);
         t.match(r.text, h.hop);
         t.match(r.text, says);
@@ -212,7 +238,7 @@ for (const h of hops) {
 
     t.test("a hung connection times out, naming the hop", async (t) => {
       await fault(emu, { endpoint: h.endpoint, latencyMs: 4 * TIMEOUT_MS });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 503, r.text);
       t.match(r.text, h.hop);
       t.match(r.text, new RegExp(`no answer within ${TIMEOUT_MS} ms \\(upstream\\.timeoutMs\\), ${ATTEMPTS} attempts`));
@@ -222,7 +248,7 @@ for (const h of hops) {
 
     t.test("a dropped connection fails with what the network said, naming the hop", async (t) => {
       await fault(emu, { endpoint: h.endpoint, drop: true, count: ATTEMPTS });
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 503, r.text);
       t.match(r.text, h.hop);
       t.match(
@@ -234,19 +260,23 @@ for (const h of hops) {
     });
 
     t.test("after the faults: fresh and cached requests are served", async (t) => {
-      const r = await h.fresh();
+      const r = await h.fresh(cloud);
       t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
       for (const d of [imp, fed]) t.equal((await d.get(TOKEN)).status, 200);
     });
-  });
-}
+  }),
+);
 
 t.test("no secret in the trace-level logs of either daemon", async (t) => {
-  t.same(imp.leaks(), []);
-  t.same(fed.leaks(), []);
-  t.same(ociSide.leaks(), []);
-  t.notOk(
-    [...imp.logs(), ...fed.logs()].some((l) => (l.level as number) >= 50 && /unexpected error/.test(String(l.msg))),
-    "no unexpected (500) errors logged",
-  );
+  await Promise.all(groups);
+  t.equal(clouds.length, hops.length, "every hop's daemons were started");
+  for (const { imp, fed, ociSide } of clouds) {
+    t.same(imp.leaks(), []);
+    t.same(fed.leaks(), []);
+    t.same(ociSide.leaks(), []);
+    t.notOk(
+      [...imp.logs(), ...fed.logs()].some((l) => (l.level as number) >= 50 && /unexpected error/.test(String(l.msg))),
+      "no unexpected (500) errors logged",
+    );
+  }
 });

@@ -4,14 +4,16 @@
  * refused with a clear error, hung connections cut; the daemon recovers without
  * a restart and logs no secret at trace level.
  *
- * The domain JWT is cached once per daemon, so every case starts a fresh daemon
- * on the shared emulator; they all share one (cached) OCI principal.
+ * The domain JWT is cached once per daemon, so every case starts a fresh daemon;
+ * the daemons on one set of emulators share one (cached) OCI principal. Most of
+ * the time goes to waiting (Retry-After, the cache's backoff, timeouts), so the
+ * cases run side by side on three sets of emulators, taking turns on each.
  */
-import t from "tap";
+import t, { type Test } from "tap";
 import { type Emulators, startEmulators } from "../../src/emulator/index.js";
 import type { SigningIdentity } from "../../src/oci/principal.js";
 import type { TokenSource } from "../../src/token/token-source.js";
-import { checkGarbageAnswer, clearFaults, type Endpoint, fakeJwt, fault, recordCallTimes, waitFor } from "../helpers/reliability.js";
+import { checkGarbageAnswer, type Endpoint, fakeJwt, fault, recordCallTimes, turns, waitFor } from "../helpers/reliability.js";
 import { calls, type Stack, startStack } from "../helpers/stack.js";
 
 const TIMEOUT_MS = 800;
@@ -20,101 +22,127 @@ const SUBJECT = "/oci2gcp/v1/subject-token";
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const overrides = { "upstream.timeoutMs": TIMEOUT_MS, "upstream.attempts": ATTEMPTS };
 
-let emu: Emulators;
-let times: Record<string, number[]>;
-let base: Stack;
+/** Emulators, the times of their upstream calls, and the daemon whose OCI session the cases sign with. */
+interface Cloud {
+  emu: Emulators;
+  times: Record<string, number[]>;
+  base: Stack;
+}
 const daemons: Stack[] = [];
 
-t.before(async () => {
-  emu = await startEmulators();
-  times = recordCallTimes(emu);
+async function startCloud(): Promise<Cloud> {
+  const emu = await startEmulators();
+  const times = recordCallTimes(emu);
   // The OCI session every case signs with, obtained with the default (generous)
   // timeouts: the OCI side is not under test here, and a cold start on a loaded
   // machine must not fail the short timeouts of the test daemons.
-  base = await startStack({ emu });
+  const base = await startStack({ emu });
   daemons.push(base);
   let last = { status: 0, text: "" };
   if (!(await waitFor(async () => (last = await base.get(SUBJECT)).status === 200, 30_000, 500)))
     throw new Error(`warm-up failed: ${last.status} ${last.text}`);
-});
+  return { emu, times, base };
+}
+
+const clouds = [turns(startCloud), turns(startCloud), turns(startCloud)];
+let assigned = 0;
+/** A case on the next set of emulators, in turn. */
+const onACloud = (fn: (t: Test, c: Cloud) => Promise<void>) => clouds[assigned++ % clouds.length]!.on(fn);
+
 t.teardown(async () => {
   for (const d of daemons) await d.close();
-  await emu?.close();
+  for (const c of clouds) await c.close();
 });
 
 /** A fresh daemon; `sharedPrincipal` makes it use the base daemon's (cached) OCI principal. */
-async function daemon(sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<Stack> {
+async function daemon(c: Cloud, sharedPrincipal: boolean, extra: Record<string, unknown> = {}): Promise<Stack> {
   const principal: TokenSource<SigningIdentity> | undefined = sharedPrincipal
-    ? { token: () => base.daemon.chain.principal.token() }
+    ? { token: () => c.base.daemon.chain.principal.token() }
     : undefined;
-  const d = await startStack({ emu, overrides: { ...overrides, ...extra }, principal });
+  const d = await startStack({ emu: c.emu, overrides: { ...overrides, ...extra }, principal });
   daemons.push(d);
   return d;
 }
 
-const count = async (e: Endpoint) => (await calls(emu))[e] ?? 0;
+const count = async (emu: Emulators, e: Endpoint) => (await calls(emu))[e] ?? 0;
 const now = () => Math.floor(Date.now() / 1000);
 
 t.test("identity domain (oci.identityDomain.token)", async (t) => {
   const E: Endpoint = "oci.identityDomain.token";
   const HOP = /the identity domain hop failed/;
   const HOP_FIELD = /\[hop: identity domain\]$/;
-  t.afterEach(() => clearFaults(emu));
+  // Every case starts at once; those on the same emulators take turns.
+  t.jobs = 19;
 
-  t.test("500 is retried, and the retry succeeds", async (t) => {
-    const d = await daemon(true);
-    const before = await count(E);
-    await fault(emu, { endpoint: E, status: 500, count: ATTEMPTS - 1 });
-    const r = await d.get(SUBJECT);
-    t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
-    t.equal((await count(E)) - before, ATTEMPTS);
-  });
+  t.test(
+    "500 is retried, and the retry succeeds",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true);
+      const before = await count(c.emu, E);
+      await fault(c.emu, { endpoint: E, status: 500, count: ATTEMPTS - 1 });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
+      t.equal((await count(c.emu, E)) - before, ATTEMPTS);
+    }),
+  );
 
-  t.test("500 on every attempt: 503 naming the hop and the status, after `attempts` calls", async (t) => {
-    const d = await daemon(true);
-    const before = await count(E);
-    await fault(emu, { endpoint: E, status: 500 });
-    const r = await d.get(SUBJECT);
-    t.equal(r.status, 503);
-    t.match(r.text, HOP);
-    t.match(r.text, /HTTP 500/);
-    t.ok(Number(r.headers.get("retry-after")) >= 1);
-    t.equal((await count(E)) - before, ATTEMPTS);
-  });
+  t.test(
+    "500 on every attempt: 503 naming the hop and the status, after `attempts` calls",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true);
+      const before = await count(c.emu, E);
+      await fault(c.emu, { endpoint: E, status: 500 });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 503);
+      t.match(r.text, HOP);
+      t.match(r.text, /HTTP 500/);
+      t.ok(Number(r.headers.get("retry-after")) >= 1);
+      t.equal((await count(c.emu, E)) - before, ATTEMPTS);
+    }),
+  );
 
-  t.test("a failing identity domain is not retried again by the STS hop above it", async (t) => {
-    const d = await daemon(true, {});
-    const before = await calls(emu);
-    await fault(emu, { endpoint: E, status: 503 });
-    const r = await d.get(TOKEN);
-    t.equal(r.status, 503);
-    t.match(r.text, HOP, "the error names the hop that failed, not the one above it");
-    const after = await calls(emu);
-    t.equal(after[E]! - before[E]!, ATTEMPTS, "attempts of the identity domain, not attempts squared");
-    t.equal(after["google.sts.token"]! - before["google.sts.token"]!, 0, "STS never called");
-  });
+  t.test(
+    "a failing identity domain is not retried again by the STS hop above it",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true, {});
+      const before = await calls(c.emu);
+      await fault(c.emu, { endpoint: E, status: 503 });
+      const r = await d.get(TOKEN);
+      t.equal(r.status, 503);
+      t.match(r.text, HOP, "the error names the hop that failed, not the one above it");
+      const after = await calls(c.emu);
+      t.equal(after[E]! - before[E]!, ATTEMPTS, "attempts of the identity domain, not attempts squared");
+      t.equal(after["google.sts.token"]! - before["google.sts.token"]!, 0, "STS never called");
+    }),
+  );
 
-  t.test("429 with Retry-After: the next attempt waits for it", async (t) => {
-    const d = await daemon(true);
-    const before = times[E]!.length;
-    await fault(emu, { endpoint: E, status: 429, headers: { "retry-after": "2" }, count: 1 });
-    const r = await d.get(SUBJECT);
-    t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
-    const mine = times[E]!.slice(before);
-    t.equal(mine.length, 2);
-    t.ok(mine[1]! - mine[0]! >= 1995, `second call ${mine[1]! - mine[0]!} ms after the first`);
-  });
+  t.test(
+    "429 with Retry-After: the next attempt waits for it",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true);
+      const before = c.times[E]!.length;
+      await fault(c.emu, { endpoint: E, status: 429, headers: { "retry-after": "2" }, count: 1 });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 200, r.status === 200 ? "served" : r.text);
+      const mine = c.times[E]!.slice(before);
+      t.equal(mine.length, 2);
+      t.ok(mine[1]! - mine[0]! >= 1995, `second call ${mine[1]! - mine[0]!} ms after the first`);
+    }),
+  );
 
-  t.test("401 is not retried", async (t) => {
-    const d = await daemon(true);
-    const before = await count(E);
-    await fault(emu, { endpoint: E, status: 401 });
-    const r = await d.get(SUBJECT);
-    t.equal(r.status, 503);
-    t.match(r.text, HOP);
-    t.match(r.text, /HTTP 401/);
-    t.equal((await count(E)) - before, 1, "exactly one call");
-  });
+  t.test(
+    "401 is not retried",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true);
+      const before = await count(c.emu, E);
+      await fault(c.emu, { endpoint: E, status: 401 });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 503);
+      t.match(r.text, HOP);
+      t.match(r.text, /HTTP 401/);
+      t.equal((await count(c.emu, E)) - before, 1, "exactly one call");
+    }),
+  );
 
   const jwt = (claims: Record<string, unknown>) => fakeJwt({ iss: "https://identity.oraclecloud.com/", sub: "x", ...claims });
   // Bodies are made when the case runs: they hold times relative to now.
@@ -170,28 +198,34 @@ t.test("identity domain (oci.identityDomain.token)", async (t) => {
     ],
   ];
   for (const [what, make, says] of garbage) {
-    t.test(`200 with garbage: ${what}`, async (t) => {
-      await checkGarbageAnswer(t, await daemon(true), {
-        endpoint: E,
-        body: make(),
-        hop: HOP,
-        hopField: HOP_FIELD,
-        says,
-        recoverMs: 5000,
-        everyMs: 200,
-      });
-    });
+    t.test(
+      `200 with garbage: ${what}`,
+      onACloud(async (t, c) => {
+        await checkGarbageAnswer(t, await daemon(c, true), {
+          endpoint: E,
+          body: make(),
+          hop: HOP,
+          hopField: HOP_FIELD,
+          says,
+          recoverMs: 5000,
+          everyMs: 200,
+        });
+      }),
+    );
   }
 
-  t.test("a hung connection times out, naming the hop", async (t) => {
-    const d = await daemon(true);
-    await fault(emu, { endpoint: E, latencyMs: 4 * TIMEOUT_MS });
-    const r = await d.get(SUBJECT);
-    t.equal(r.status, 503, r.text);
-    t.match(r.text, HOP);
-    t.match(r.text, new RegExp(`no answer within ${TIMEOUT_MS} ms`));
-    t.ok(r.ms < ATTEMPTS * TIMEOUT_MS + 600 + 1500, `answered in ${r.ms} ms`);
-  });
+  t.test(
+    "a hung connection times out, naming the hop",
+    onACloud(async (t, c) => {
+      const d = await daemon(c, true);
+      await fault(c.emu, { endpoint: E, latencyMs: 4 * TIMEOUT_MS });
+      const r = await d.get(SUBJECT);
+      t.equal(r.status, 503, r.text);
+      t.match(r.text, HOP);
+      t.match(r.text, new RegExp(`no answer within ${TIMEOUT_MS} ms`));
+      t.ok(r.ms < ATTEMPTS * TIMEOUT_MS + 600 + 1500, `answered in ${r.ms} ms`);
+    }),
+  );
 });
 
 t.test("no secret in the trace-level logs of any daemon", async (t) => {

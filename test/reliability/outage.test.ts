@@ -15,22 +15,23 @@ const LIFETIME_S = 6;
 /** The cache's margins for a token this short: renew at half the lifetime, floor at a quarter. */
 const FLOOR_MS = (LIFETIME_S * 1000) / 4;
 
-let emu: Emulators;
-let times: Record<string, number[]>;
 const daemons: Stack[] = [];
+const started: Emulators[] = [];
 
-t.before(async () => {
-  emu = await startEmulators();
-  times = recordCallTimes(emu);
-});
 t.teardown(async () => {
   for (const d of daemons) await d.close();
-  await emu?.close();
+  for (const e of started) await e.close();
 });
-t.afterEach(async () => {
-  await clearFaults(emu);
-  await emuSettings(emu, { google: { federatedTokenSeconds: 3600 } });
-});
+
+// The cases mostly wait for short-lived tokens to run out, and each sets the token lifetime
+// and faults of its emulators: they run side by side, each on emulators of its own.
+t.jobs = 3;
+
+async function emulators(): Promise<Emulators> {
+  const emu = await startEmulators();
+  started.push(emu);
+  return emu;
+}
 
 interface Seen {
   at: number;
@@ -50,7 +51,7 @@ async function ask(t: Asserts, d: Stack, path = TOKEN): Promise<Seen> {
     const body = JSON.parse(r.text) as { access_token: string; expires_in: number };
     seen.token = body.access_token;
     seen.expiresIn = body.expires_in;
-    const info = emu.google.tokenInfo(body.access_token);
+    const info = d.emu.google.tokenInfo(body.access_token);
     if (!info) t.fail(`served a token the emulator says is unknown or expired (expires_in ${body.expires_in})`);
     else {
       // expires_in never promises more than the token has (the emulator counts whole seconds).
@@ -68,6 +69,8 @@ async function ask(t: Asserts, d: Stack, path = TOKEN): Promise<Seen> {
 type Asserts = Pick<typeof t, "ok" | "fail" | "equal" | "comment">;
 
 t.test("STS down longer than the token lives: served to the floor, then 503 naming the hop, then recovery", async (t) => {
+  const emu = await emulators();
+  const times = recordCallTimes(emu);
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
   // No service account: clients get the federated STS token itself.
   const d = await startStack({ emu, serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
@@ -137,6 +140,7 @@ t.test("STS down longer than the token lives: served to the floor, then 503 nami
 });
 
 t.test("STS answering garbage during renewal: the good token is served until its floor, the garbage never", async (t) => {
+  const emu = await emulators();
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
   const d = await startStack({ emu, serviceAccounts: [], overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
   daemons.push(d);
@@ -175,6 +179,7 @@ t.test("STS answering garbage during renewal: the good token is served until its
 });
 
 t.test("STS down under impersonation: cached access tokens outlive it; new variants get a clean 503 naming STS", async (t) => {
+  const emu = await emulators();
   await emuSettings(emu, { google: { federatedTokenSeconds: LIFETIME_S } });
   const d = await startStack({ emu, overrides: { "upstream.attempts": 2, "upstream.timeoutMs": 1000 } });
   daemons.push(d);

@@ -33,7 +33,13 @@ t.teardown(async () => {
   await emu?.close();
 });
 
+// The two tests run side by side, on emulators of their own (each sets its lifetimes):
+// the first mostly sleeps, and would otherwise add its wait to the soak's.
+t.jobs = 2;
+
 t.test("a federated token gets its full lifetime even when the domain JWT is due for renewal", async (t) => {
+  const emu = await startEmulators();
+  t.teardown(() => emu.close());
   // STS caps a federated token at what its subject token has left. Domain JWTs of 8 s
   // (renewal due 4 s before expiry), federated tokens of up to 20 s.
   await emuSettings(emu, { oci: { domainTokenSeconds: 8 }, google: { federatedTokenSeconds: 20 } });
