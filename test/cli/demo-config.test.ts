@@ -64,7 +64,12 @@ t.test("demo --config with two service accounts, then a second demo on the same 
   const tmp = path.join(dir, "tmp");
   fs.mkdirSync(tmp);
   const cfgFile = path.join(dir, "mine.json");
-  fs.writeFileSync(cfgFile, JSON.stringify({ google: { serviceAccounts: [FIRST, SECOND], projectId: "mine" }, server: { port: 1 } }));
+  // A policy as anyone may try one on the emulated clouds: this test's own uid may have both accounts.
+  const access = { rules: [{ users: [process.getuid?.() ?? 0], serviceAccounts: [FIRST, SECOND] }] };
+  fs.writeFileSync(
+    cfgFile,
+    JSON.stringify({ google: { serviceAccounts: [FIRST, SECOND], projectId: "mine" }, server: { port: 1 }, access }),
+  );
   const envFile = path.join(dir, "demo.env");
   const demo = startDemo(["--port", "0", "--config", cfgFile, "--write-env", envFile], tmp);
   t.teardown(() => {
@@ -80,6 +85,11 @@ t.test("demo --config with two service accounts, then a second demo on the same 
   t.match(banner, /# [^\n]*JWKS[^\n]*\nexport OCI2GCP_GOOGLE_JWKS_URL=/, "the JWKS line says what it is for");
   t.match(banner, /"\$OCI2GCP_SUBJECT_TOKEN_URL"; echo\n/, "curl examples end the line");
   t.match(banner, `${FIRST}, ${SECOND}`, "both service accounts are named");
+  t.match(
+    banner,
+    /\nAccess: 1 access rule: each local user may obtain only the accounts of the first rule naming it/,
+    "the policy in one sentence",
+  );
   const env = Object.fromEntries(
     [...fs.readFileSync(envFile, "utf8").matchAll(/^export ([A-Za-z_][A-Za-z0-9_]*)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]),
   ) as Record<string, string>;
