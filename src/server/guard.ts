@@ -19,8 +19,9 @@ export interface GuardOptions {
   allowedHosts?: string[];
 }
 
-/** Host header values whose decision is kept (see makeRefusal). */
+/** Host header values whose decision is kept (see makeRefusal), and the longest kept: no host name is longer. */
 const DECIDED_HOSTS = 64;
+const DECIDED_HOST_LENGTH = 270;
 
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
 const HOST_NAME_RE = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`, "i");
@@ -99,8 +100,10 @@ export function makeRefusal(opts: GuardOptions): Refusal {
     if (ok === undefined) {
       const host = hostOfAuthority(authority);
       ok = host !== undefined && allowed.has(host);
-      if (decided.size >= DECIDED_HOSTS) decided.clear();
-      decided.set(authority, ok);
+      if (authority.length <= DECIDED_HOST_LENGTH) {
+        if (decided.size >= DECIDED_HOSTS) decided.clear();
+        decided.set(authority, ok);
+      }
     }
     return ok;
   };

@@ -29,6 +29,11 @@ t.test("more distinct Host values than are kept: every decision stays right", as
     if (refusal({ host: `localhost:${1024 + i}`, ...FLAVOR }, TOKEN) !== undefined) wrong++;
   }
   t.equal(wrong, 0, "no foreign name let through, no own name refused");
+  const long = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`;
+  for (let i = 0; i < 2; i++) {
+    t.ok(refused(refusal({ host: long, ...FLAVOR }, TOKEN), "Host header"), `a 253-character foreign name, time ${i + 1}`);
+    t.ok(refused(refusal({ host: `${long}x`.repeat(40), ...FLAVOR }, TOKEN), "Host header"), `a 10 kB Host value, time ${i + 1}`);
+  }
   t.ok(refused(refusal({ host: "evil0.example.com", ...FLAVOR }, TOKEN), "Host header"), "the first foreign name, decided again");
   t.equal(refusal({ host: "localhost:1024", ...FLAVOR }, TOKEN), undefined, "the first own name, decided again");
 });
