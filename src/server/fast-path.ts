@@ -55,6 +55,9 @@ export function makeFastPath(o: FastPathOptions): FastPath {
   const observe = o.metrics?.observer(TOKEN_ROUTE, "GET", 200);
   let key = "";
   const admit = () => o.flood.admit(key);
+  // Every request of a client comes from the same address: its key is worked out once per address in a row.
+  let keyedAddress: string | undefined | null = null;
+  let addressKey = "";
   return {
     disable() {
       enabled = false;
@@ -77,7 +80,15 @@ export function makeFastPath(o: FastPathOptions): FastPath {
       if (h["content-length"] !== undefined || h["transfer-encoding"] !== undefined) return false;
       if (o.refusal(h, url) !== undefined) return false;
       const started = performance.now();
-      key = caller!.key ?? clientKeyOf(req.socket.remoteAddress);
+      if (caller!.key !== undefined) key = caller!.key;
+      else {
+        const address = req.socket.remoteAddress;
+        if (address !== keyedAddress) {
+          addressKey = clientKeyOf(address);
+          keyedAddress = address;
+        }
+        key = addressKey;
+      }
       const token = o.chain.cachedAccessToken(account, admit);
       if (!token) return false;
       const expiresIn = Math.floor((token.expiresAt - Date.now()) / 1000);

@@ -19,6 +19,10 @@ export interface GuardOptions {
   allowedHosts?: string[];
 }
 
+/** Host header values whose decision is kept (see makeRefusal), and the longest kept: no host name is longer. */
+const DECIDED_HOSTS = 64;
+const DECIDED_HOST_LENGTH = 270;
+
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
 const HOST_NAME_RE = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`, "i");
 
@@ -85,9 +89,23 @@ export type Refusal = (h: IncomingHttpHeaders, url: string) => string | undefine
  */
 export function makeRefusal(opts: GuardOptions): Refusal {
   const allowed = new Set([...ALWAYS_ALLOWED_HOSTS, ...opts.ownHosts.map(allowedForm), ...(opts.allowedHosts ?? []).map(allowedForm)]);
+  // Clients send the same few Host values again and again; parsing one (two regular
+  // expressions and an address check) costs more than the rest of the guard. The
+  // decision depends on the value alone, so it is kept; a flood of distinct values
+  // only empties the table.
+  const decided = new Map<string, boolean>();
   const isAllowed = (authority: string | undefined) => {
-    const host = authority === undefined ? undefined : hostOfAuthority(authority);
-    return host !== undefined && allowed.has(host);
+    if (authority === undefined) return false;
+    let ok = decided.get(authority);
+    if (ok === undefined) {
+      const host = hostOfAuthority(authority);
+      ok = host !== undefined && allowed.has(host);
+      if (authority.length <= DECIDED_HOST_LENGTH) {
+        if (decided.size >= DECIDED_HOSTS) decided.clear();
+        decided.set(authority, ok);
+      }
+    }
+    return ok;
   };
   return (h, url) => {
     if (h["x-forwarded-for"] !== undefined || h.forwarded !== undefined) {
@@ -99,10 +117,15 @@ export function makeRefusal(opts: GuardOptions): Refusal {
         "(allowed: localhost, the listen address, metadata.google.internal, 169.254.169.254, server.allowedHosts)."
       );
     }
-    const target = targetOf(url);
-    if (target === undefined) return "Request refused: its request target is neither a path nor an http:// URL.";
-    if (target.authority !== undefined && !isAllowed(target.authority)) {
-      return "Request refused: its request target names a host that is not this daemon.";
+    // The origin form (`/a?b`), which local clients send, needs no parsing: its path is read only when the flavor is missing.
+    let path: string | undefined;
+    if (!url.startsWith("/")) {
+      const target = targetOf(url);
+      if (target === undefined) return "Request refused: its request target is neither a path nor an http:// URL.";
+      if (target.authority !== undefined && !isAllowed(target.authority)) {
+        return "Request refused: its request target names a host that is not this daemon.";
+      }
+      path = target.path;
     }
     if (h.origin !== undefined) {
       return "Request refused: it carries an Origin header, as a browser does for a web page.";
@@ -111,7 +134,7 @@ export function makeRefusal(opts: GuardOptions): Refusal {
     if (site !== undefined && site !== "none" && site !== "same-origin") {
       return "Request refused: Sec-Fetch-Site says a web page sent it.";
     }
-    if (!NO_FLAVOR_PATHS.has(target.path) && h[METADATA_FLAVOR_HEADER] !== METADATA_FLAVOR) {
+    if (h[METADATA_FLAVOR_HEADER] !== METADATA_FLAVOR && !NO_FLAVOR_PATHS.has(path ?? pathOf(url))) {
       return "Your client does not have permission to get URL from this server. Missing Metadata-Flavor:Google header.";
     }
     return undefined;
