@@ -286,10 +286,12 @@ async function runDemo(
     return 1;
   }
 
+  const access = daemon.app.access;
+  const policyLine = access.isOpen ? "" : `Access: ${access.policy.describe({ unixSocket: !!config.server.socketPath })}.\n`;
   process.stderr.write(`
 oci2gcp demo: the daemon serves ${url}, the emulated clouds ${emu.url}
 (instance principal; service account${accounts.length === 1 ? "" : "s"} ${accounts.join(", ") || "none: the federated token itself"}).
-${daemon.app.access.isOpen ? "" : `Access: ${daemon.app.access.policy.describe({ unixSocket: !!config.server.socketPath })}.\n`}Ctrl-C stops both. The daemon logs warnings and errors here (--log-level info for more).
+${policyLine}Ctrl-C stops both. The daemon logs warnings and errors here (--log-level info for more).
 
 Paste into another shell:
 ${text.split("\n").slice(1).join("\n")}
