@@ -40,6 +40,13 @@ t.test("serve keeps V8 from compiling fetch's WebAssembly HTTP parser a second t
   }
   const plain = peakAfterFetch(false);
   const served = peakAfterFetch(true);
-  t.ok(plain > 15, `without serve's flags a fetch peaks at ${plain.toFixed(1)} MiB of V8 compiler memory`);
-  t.ok(served < 8, `after serve set its flags the same fetch peaks at ${served.toFixed(1)} MiB`);
+  // Node 20's V8 compiles the parser a second time; newer ones (Node 24) tier it up lazily and never
+  // reach that peak here, so there the flag has nothing to save and must merely cost nothing.
+  if (process.versions.node.startsWith("20.") || plain > 15) {
+    t.ok(plain > 15, `without serve's flags a fetch peaks at ${plain.toFixed(1)} MiB of V8 compiler memory`);
+    t.ok(served < 8, `after serve set its flags the same fetch peaks at ${served.toFixed(1)} MiB`);
+  } else {
+    t.comment(`node ${process.version} does not compile the parser a second time (${plain.toFixed(1)} MiB without the flags)`);
+    t.ok(served <= plain + 1, `with serve's flags the fetch peaks at ${served.toFixed(1)} MiB, no more than without`);
+  }
 });
