@@ -94,14 +94,14 @@ export async function library(b: Bench): Promise<Part> {
     ...table(
       [
         "entry",
-        "node's start-up ms",
+        "node start ms",
         "import ms",
-        "first token ms",
-        "process start to token ms",
-        "RSS at start MB",
-        "after import MB",
-        "after token MB",
-        "process CPU ms",
+        "token ms",
+        "start to token ms",
+        "RSS start MB",
+        "RSS import MB",
+        "RSS token MB",
+        "CPU ms",
         "import runs ms",
       ],
       KINDS.map((k) => [
