@@ -80,18 +80,21 @@ t.test("per-user access rules, with clients as other uids", { skip: why }, async
     await stack?.close();
     await emu.close();
   });
-  stack = await startStack({
-    emu,
-    serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, THIRD],
-    accountFiles: { passwd, group },
-    logLevel: "info",
-    overrides: {
-      "server.upstreamBudgetPerMinute": 6,
-      "access.rules": [
-        { name: "etl", users: ["alice"], groups: ["etl"], serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
-        { name: "web", users: [WEB], serviceAccounts: [SECOND_SERVICE_ACCOUNT, THIRD], subjectToken: true },
-      ],
-    },
+  /** A daemon on the shared emulators, with the test's user databases and these settings. */
+  const start = (logLevel: string, overrides: Record<string, unknown>) =>
+    startStack({
+      emu,
+      serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, THIRD],
+      accountFiles: { passwd, group },
+      logLevel,
+      overrides,
+    });
+  stack = await start("info", {
+    "server.upstreamBudgetPerMinute": 6,
+    "access.rules": [
+      { name: "etl", users: ["alice"], groups: ["etl"], serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
+      { name: "web", users: [WEB], serviceAccounts: [SECOND_SERVICE_ACCOUNT, THIRD], subjectToken: true },
+    ],
   });
   const url = stack.url;
 
@@ -217,18 +220,12 @@ t.test("per-user access rules, with clients as other uids", { skip: why }, async
   });
 
   await t.test("the flood guard is counted per uid", async (t) => {
-    const flood = await startStack({
-      emu,
-      serviceAccounts: [DEMO_SERVICE_ACCOUNT, SECOND_SERVICE_ACCOUNT, THIRD],
-      accountFiles: { passwd, group },
-      logLevel: "warn",
-      overrides: {
-        "server.maxRequestsPerMinute": 4,
-        "access.rules": [
-          { users: ["alice"], serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
-          { users: [WEB], serviceAccounts: [SECOND_SERVICE_ACCOUNT] },
-        ],
-      },
+    const flood = await start("warn", {
+      "server.maxRequestsPerMinute": 4,
+      "access.rules": [
+        { users: ["alice"], serviceAccounts: [DEMO_SERVICE_ACCOUNT] },
+        { users: [WEB], serviceAccounts: [SECOND_SERVICE_ACCOUNT] },
+      ],
     });
     t.teardown(() => flood.close());
     const alice = await asUser(
