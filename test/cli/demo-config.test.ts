@@ -2,7 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
-import { distIsFresh, ROOT, tempDir } from "../helpers/clients.js";
+import { distIsFresh, ROOT, tempDir, waitFor } from "../helpers/clients.js";
 
 // The demo as a person meets it: --config merged into its settings, a readable
 // stderr, and failed starts that explain themselves and leave no files behind.
@@ -30,16 +30,6 @@ function startDemo(args: string[], tmp: string): Demo {
     child.on("exit", (code, signal) => resolve({ code, signal })),
   );
   return { child, stderr: () => stderr, exited };
-}
-
-async function waitFor<T>(what: () => T | undefined, ms: number): Promise<T | undefined> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = what();
-    if (v !== undefined) return v;
-    if (Date.now() > end) return undefined;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 // The timer is cleared once p settles: a pending one would keep the test process alive for all of ms.

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
-import { distIsFresh, ROOT, run, tempDir } from "../helpers/clients.js";
+import { distIsFresh, ROOT, run, tempDir, waitFor } from "../helpers/clients.js";
 import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../helpers/stack.js";
 
 // `oci2gcp demo --port 0 --write-env FILE` as a user runs it: the launcher, dist/,
@@ -31,16 +31,6 @@ function parseEnvFile(text: string): Record<string, string> {
     if (m) out[m[1]!] = m[2]!.replace(/'\\''/g, "'");
   }
   return out;
-}
-
-async function waitFor<T>(what: () => T | undefined, ms: number): Promise<T | undefined> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = what();
-    if (v !== undefined) return v;
-    if (Date.now() > end) return undefined;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 t.test("oci2gcp demo --port 0 --write-env FILE", async (t) => {

@@ -208,3 +208,14 @@ export function unreachableByOthers(file: string): string | undefined {
     if (p === path.dirname(p)) return undefined;
   }
 }
+
+/** Polls `what` every 100 ms until it gives a value, or gives up after `ms` (undefined). */
+export async function waitFor<T>(what: () => T | undefined, ms: number): Promise<T | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = what();
+    if (v !== undefined) return v;
+    if (Date.now() > end) return undefined;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

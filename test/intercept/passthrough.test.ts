@@ -1,9 +1,9 @@
 import http from "node:http";
 import net from "node:net";
-import t from "tap";
+import t, { type Test } from "tap";
 import type { Emulators } from "../../src/emulator/index.js";
 import { isGooglePath, isPassthrough } from "../../src/server/passthrough.js";
-import { startStack, startTestEmulators } from "../helpers/stack.js";
+import { type Stack, startStack, startTestEmulators } from "../helpers/stack.js";
 
 // The daemon with server.intercept on, in front of a stand-in for OCI's metadata
 // service that records the bytes it receives and answers with bytes of its own.
@@ -85,6 +85,20 @@ let shared: Promise<Emulators> | undefined;
 t.teardown(async () => (await shared)?.close());
 const emulators = () => (shared ??= startTestEmulators());
 
+/** A daemon on the shared emulators whose OCI metadata service is `up`, relaying to it when `intercept`; both closed at the end of `t`. */
+async function relayTo(t: Test, up: { origin: string; close(): Promise<void> }, intercept: boolean): Promise<Stack> {
+  const s = await startStack({
+    emu: await emulators(),
+    logLevel: "warn",
+    overrides: { ...(intercept && { "server.intercept": true }), "oci.metadataUrl": `${up.origin}/opc/v2/` },
+  });
+  t.teardown(async () => {
+    await s.close();
+    await up.close();
+  });
+  return s;
+}
+
 t.test("which requests are Google's", async (t) => {
   t.ok(isGooglePath("/"));
   t.ok(isGooglePath("/?recursive=true"));
@@ -111,15 +125,7 @@ t.test("OCI-style requests pass through byte for byte", async (t) => {
     sock.end(answerBytes);
     return true;
   });
-  const s = await startStack({
-    emu: await emulators(),
-    logLevel: "warn",
-    overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` },
-  });
-  t.teardown(async () => {
-    await s.close();
-    await up.close();
-  });
+  const s = await relayTo(t, up, true);
   const port = Number(new URL(s.url).port);
   const request =
     "GET /opc/v2/instance/?x=1&y=%2F HTTP/1.1\r\nHost: 169.254.169.254\r\nAuthorization: Bearer Oracle\r\n" +
@@ -148,15 +154,7 @@ t.test("bodies and answers are streamed; no Metadata-Flavor needed; the daemon's
     held = true;
     return true;
   });
-  const s = await startStack({
-    emu: await emulators(),
-    logLevel: "warn",
-    overrides: { "server.intercept": true, "oci.metadataUrl": `${up.origin}/opc/v2/` },
-  });
-  t.teardown(async () => {
-    await s.close();
-    await up.close();
-  });
+  const s = await relayTo(t, up, true);
   const port = Number(new URL(s.url).port);
   const body = "x".repeat(5000);
   const req = `PUT /openstack/latest/thing HTTP/1.1\r\nHost: 169.254.169.254\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
@@ -216,15 +214,7 @@ t.test("a redirection that catches the daemon's own connections is detected, not
 
 t.test("without server.intercept nothing is relayed", async (t) => {
   const up = await rawUpstream(() => false);
-  const s = await startStack({
-    emu: await emulators(),
-    logLevel: "warn",
-    overrides: { "oci.metadataUrl": `${up.origin}/opc/v2/` },
-  });
-  t.teardown(async () => {
-    await s.close();
-    await up.close();
-  });
+  const s = await relayTo(t, up, false);
   const res = await get(`${s.url}/opc/v2/instance/`, { host: "169.254.169.254", authorization: "Bearer Oracle" });
   t.equal(res.status, 403, "the guard's answer (no Metadata-Flavor)");
   t.equal(up.received.length, 0);
