@@ -12,4 +12,4 @@
  */
 export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.js";
 export { routeConsoleToLogger } from "./log.js";
-export { DAEMON_NODE_OPTIONS } from "./node-options.js";
+export { DAEMON_NODE_OPTIONS, DAEMON_V8_FLAGS } from "./node-options.js";

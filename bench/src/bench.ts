@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { DAEMON_V8_FLAGS } from "oci2gcp/daemon";
 import { type Calls, Emu, HOPS, type Recorded } from "./emu.js";
 import { BENCH_DIR, type Child, cleanEnv, freePort, get, ROOT, sleep, spawnNode, until200 } from "./proc.js";
 import { type ProfileSummary, summarise } from "./profile.js";
@@ -78,6 +79,22 @@ export class Bench {
         port,
         nodeArgs: nodeArgs === "daemon" ? this.nodeArgs : [],
         logFile: path.join(this.tmp, `bare-${++this.logs}.log`),
+      }),
+    );
+  }
+
+  /**
+   * The libraries alone (floor-child.ts): what the daemon loads, answering every
+   * GET with `headers` and `body` in front of Fastify, on the daemons' node flags.
+   */
+  async floor(headers: [string, string][], body: Buffer): Promise<Child> {
+    const port = await freePort();
+    return this.keep(
+      spawnNode(path.join(BENCH_DIR, "floor-child.js"), [String(port)], {
+        env: cleanEnv({ BENCH_HEADERS: JSON.stringify(headers), BENCH_BODY: body.toString("base64"), BENCH_V8_FLAGS: DAEMON_V8_FLAGS }),
+        port,
+        nodeArgs: this.nodeArgs,
+        logFile: path.join(this.tmp, `floor-${++this.logs}.log`),
       }),
     );
   }

@@ -29,6 +29,8 @@ export interface Part {
 const COLD_REPS = 3;
 const HERD_SIZE = 1000;
 const STARTS = 5;
+/** Target of section 5: start to ready against the time node:http takes to listen, in the same run. */
+const READY_TARGET = 4;
 const RENEWALS = 5;
 /** Section 4 runs its processes in this many alternating batches of each kind. */
 const ROUNDS = 5;
@@ -414,23 +416,28 @@ export async function processes(b: Bench, o: Options): Promise<Part> {
 export async function startup(b: Bench): Promise<Part> {
   const summary: string[][] = [];
   const lines: string[] = [];
-  progress(`start-up: ${STARTS} starts of oci2gcp serve and of a bare node:http server`);
+  progress(`start-up: ${STARTS} starts of oci2gcp serve, of a bare node:http server and of the libraries alone`);
   b.emu.setLatency(0);
   b.emu.setTokens();
   const listen: number[] = [];
   const ready: number[] = [];
   const bareListen: number[] = [];
+  const libListen: number[] = [];
   // One start of each first, untimed, so that the files are in the page cache.
   for (let i = 0; i <= STARTS; i++) {
     const base = await b.bare([], Buffer.alloc(0), "defaults");
     const bl = await until200(`${base.url}/`, base, base.startedAt);
     await base.stop();
+    const lib = await b.floor([], Buffer.alloc(0));
+    const ll = await until200(`${lib.url}/`, lib, lib.startedAt);
+    await lib.stop();
     const d = await b.daemon("serve");
     const dl = await until200(`${d.url}/healthz`, d, d.startedAt);
     const dr = await until200(`${d.url}/readyz`, d, d.startedAt);
     await d.stop();
     if (i === 0) continue;
     bareListen.push(bl);
+    libListen.push(ll);
     listen.push(dl);
     ready.push(dr);
   }
@@ -443,12 +450,22 @@ export async function startup(b: Bench): Promise<Part> {
     ratio(r, median(bareListen)),
     verdict(r < 1000),
   ]);
+  summary.push([
+    "5",
+    `start to ready ≤ ${READY_TARGET} × node:http listening`,
+    `${f(r, 0)} ms`,
+    `node:http ${f(median(bareListen), 0)} ms; libraries alone ${f(median(libListen), 0)} ms, ${ratio(median(libListen), median(bareListen))}`,
+    ratio(r, median(bareListen)),
+    verdict(r <= READY_TARGET * median(bareListen)),
+  ]);
   lines.push(
     "## 5. Footprint and start-up",
     "",
     `Time from spawning \`node bin/oci2gcp.js serve\` (production defaults, emulators without latency) to its first 200 on /healthz (listening) ` +
       `and on /readyz (a Google token obtained: the start-up fetch and its five hops), median of ${STARTS} starts after one untimed start (warm disk). ` +
-      "Baseline: spawning the bare node:http server of section 1 until it answers. Memory: see section 1.",
+      "Baseline: spawning the bare node:http server of section 1 until it answers. " +
+      "The libraries alone (section 1) listen once they have loaded the daemon's libraries and used fetch once: the floor of the daemon's " +
+      "start-up, before its own modules, its configuration and its first token's five hops. Memory: see section 1.",
     "",
     ...table(
       ["", "median ms", "runs ms"],
@@ -456,6 +473,7 @@ export async function startup(b: Bench): Promise<Part> {
         ["daemon listening", f(median(listen), 0), listen.map((x) => f(x, 0)).join(", ")],
         ["daemon ready (first token)", f(r, 0), ready.map((x) => f(x, 0)).join(", ")],
         ["node:http listening", f(median(bareListen), 0), bareListen.map((x) => f(x, 0)).join(", ")],
+        ["libraries alone listening", f(median(libListen), 0), libListen.map((x) => f(x, 0)).join(", ")],
       ],
     ),
     "",

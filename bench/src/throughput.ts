@@ -12,6 +12,8 @@ import type { Options, Part } from "./scenarios.js";
 /** Targets of section 1, against node:http in the same run. */
 const RPS_TARGET = 0.9;
 const P99_TARGET = 1.2;
+/** Target of section 5: resident memory, idle and under load, against node:http in the same run. */
+const MEM_TARGET = 1.3;
 /** Seconds of load before each measured run, on the same process. */
 const WARMUP_S = 2;
 const MB = (mib: number) => (mib * 1024 * 1024) / 1e6;
@@ -40,7 +42,7 @@ const WRK_INSTALL =
   "and run `npm run bench -- --only throughput` again";
 
 type Tool = "autocannon" | "wrk";
-type Server = "daemon" | "daemon, flood guard off" | "node:http" | "node:http, node's defaults";
+type Server = "daemon" | "daemon, flood guard off" | "node:http" | "node:http, node's defaults" | "libraries alone";
 const isDaemon = (s: Server) => s.startsWith("daemon");
 
 interface Mem {
@@ -73,7 +75,7 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   progress(
     `throughput: daemon vs node:http, ${o.connections} connections, ${o.duration} s per run, a new process per run; ` +
       "autocannon A B C C B A twice, flood guard on/off A B B A, " +
-      (wrkV ? "wrk A B B A twice" : `wrk is not installed, so its part is skipped: ${WRK_INSTALL}`),
+      (wrkV ? "wrk A B C C B A twice with the libraries alone" : `wrk is not installed, so its part is skipped: ${WRK_INSTALL}`),
   );
   b.emu.setLatency(0);
   b.emu.setTokens();
@@ -96,6 +98,12 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
       // The next session key is generated a second after the first federation: let it finish before the load.
       await sleep(1000);
       return d;
+    }
+    if (who === "libraries alone") {
+      const c = await b.floor(sameHeaders, answer.body);
+      await until200(`${c.url}/`, c, c.startedAt);
+      await sleep(1000);
+      return c;
     }
     // The baseline runs on the same node flags as the daemon; the same server on node's
     // defaults shows what the flags themselves cost.
@@ -135,7 +143,7 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   for (const who of abccba<Server>(["daemon", "node:http", "node:http, node's defaults"])) await measure("autocannon", who);
   const floodRuns = runs.length;
   for (const who of ["daemon", "daemon, flood guard off", "daemon, flood guard off", "daemon"] as const) await measure("autocannon", who);
-  if (wrkV) for (const who of abccba<Server>(["daemon", "node:http"]).slice(0, 8)) await measure("wrk", who);
+  if (wrkV) for (const who of abccba<Server>(["daemon", "node:http", "libraries alone"])) await measure("wrk", who);
 
   const part = (tool: Tool, from = 0, to = runs.length) => runs.slice(from, to).filter((x) => x.tool === tool);
   const main = part("autocannon", 0, floodRuns);
@@ -144,12 +152,14 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
   const stats = (rs: Run[], who: Server) => cleanMeans(rs.filter((x) => x.who === who));
   const [A, B, C] = [stats(main, "daemon"), stats(main, "node:http"), stats(main, "node:http, node's defaults")];
   const [On, Off] = [stats(floodPart, "daemon"), stats(floodPart, "daemon, flood guard off")];
-  const [W, WB] = [stats(wrkPart, "daemon"), stats(wrkPart, "node:http")];
+  const [W, WB, WF] = [stats(wrkPart, "daemon"), stats(wrkPart, "node:http"), stats(wrkPart, "libraries alone")];
   const left = runs.filter((x) => !clean(x)).length;
   const maxCounted = Math.max(...runs.filter((x) => x.who === "daemon").map((x) => x.counted));
 
-  const memOf = (who: Server, k: keyof Mem, pick: (xs: number[]) => number) =>
-    pick(runs.filter((x) => x.who === who && x.tool === "autocannon").map((x) => x.mem[k]));
+  const memOf = (who: Server, k: keyof Mem, pick: (xs: number[]) => number, tool: Tool = "autocannon") =>
+    pick(runs.filter((x) => x.who === who && x.tool === tool).map((x) => x.mem[k]));
+  // The libraries alone run only with wrk; without wrk their memory is not measured.
+  const floorMem = (k: keyof Mem, pick: (xs: number[]) => number) => (wrkV ? memOf("libraries alone", k, pick, "wrk") : NaN);
   const max = (xs: number[]) => Math.max(...xs);
   const dm = (k: keyof Mem) => memOf("daemon", k, k.startsWith("idle") ? mean : max);
   const flags = b.nodeArgs.join(" ") || "none";
@@ -223,6 +233,18 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
       ratio(dm("load"), memOf("node:http", "load", max)),
       verdict(MB(dm("load")) < 100),
     ],
+    ...(["idle", "load"] as const).map((k) => {
+      const pick = k === "idle" ? mean : max;
+      const [d, n, lib] = [dm(k), memOf("node:http", k, pick), floorMem(k, pick)];
+      return [
+        "5",
+        `RSS ${k === "idle" ? "idle" : "under load"} ≤ ${f(MEM_TARGET, 1)} × node:http`,
+        `${f(MB(d))} MB`,
+        `node:http ${f(MB(n))} MB; libraries alone ${f(MB(lib))} MB, ${ratio(lib, n)}`,
+        ratio(d, n),
+        verdict(d <= MEM_TARGET * n),
+      ];
+    }),
   );
 
   const overridden = flood.setting.length
@@ -289,13 +311,22 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
     lines.push(
       `wrk ${wrkV}, outside the bench's node process: one thread (the machine has ${os.availableParallelism()} cores, one of them for the server), ` +
         `${o.connections} connections, latencies from its \`--latency\` distribution (µs resolution); a failure is a socket error or an ` +
-        "answer other than 2xx or 3xx, as wrk counts them. The daemon against node:http on the daemon's flags, in the order A B B A, twice.",
+        "answer other than 2xx or 3xx, as wrk counts them. The daemon against node:http on the daemon's flags and against the libraries alone " +
+        "(below), in the order A B C C B A, twice.",
       "",
       ...runTable(wrkPart, (p) => f(p, 2)),
       "",
       `Mean: daemon ${f(W.rps, 0)} req/s, p99 ${f(W.p99, 2)} ms; node:http ${f(WB.rps, 0)} req/s, p99 ${f(WB.p99, 2)} ms: ` +
         `**${ratio(W.rps, WB.rps)} the throughput, ${ratio(W.p99, WB.p99)} the p99**; CPU per answer ${f(W.cpu / 1000, 3)} ms against ` +
-        `${f(WB.cpu / 1000, 3)} ms (${ratio(W.cpu, WB.cpu)}).`,
+        `${f(WB.cpu / 1000, 3)} ms (${ratio(W.cpu, WB.cpu)}). ` +
+        `The libraries alone: ${f(WF.rps, 0)} req/s, p99 ${f(WF.p99, 2)} ms, CPU per answer ${f(WF.cpu / 1000, 3)} ms ` +
+        `(${ratio(WF.rps, WB.rps)} node:http's throughput, ${ratio(WF.cpu, WB.cpu)} its CPU per answer).`,
+      "",
+      "The libraries alone (bench/src/floor-child.ts) is a process that loads what the daemon loads to answer its first token, " +
+        "Fastify, pino, prom-client with its default metrics, google-auth-library, oci-common and Node's fetch (undici, which " +
+        "google-auth-library's transport uses), on the daemon's node and V8 flags, and does nothing else: it answers every GET with the same bytes " +
+        "in front of Fastify, as the daemon's fast path does. It is the floor those libraries set: the daemon cannot use less memory than it, " +
+        "and what the daemon spends beyond it is its own.",
       "",
     );
   } else {
@@ -310,7 +341,10 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
       `${f(MB(memOf("node:http, node's defaults", "load", max)))} MB). ` +
       `Of the daemon's VmRSS, ${f(MB(dm("file")))} MB are file pages (RssFile: mostly the node binary, shared with every node process; node:http has ` +
       `${f(bm("file", max))} MB) ` +
-      `and ${f(MB(dm("idleAnon")))} MB idle, ${f(MB(dm("loadAnon")))} MB under load are its own memory (RssAnon: the V8 heap and native allocations).`,
+      `and ${f(MB(dm("idleAnon")))} MB idle, ${f(MB(dm("loadAnon")))} MB under load are its own memory (RssAnon: the V8 heap and native allocations). ` +
+      `The libraries alone (wrk runs): idle ${f(MB(floorMem("idle", mean)))} MB (RssAnon ${f(MB(floorMem("idleAnon", mean)))} MB), ` +
+      `at the end of a run ${f(MB(floorMem("load", max)))} MB: ${ratio(floorMem("idle", mean), memOf("node:http", "idle", mean))} and ` +
+      `${ratio(floorMem("load", max), memOf("node:http", "load", max))} node:http's, before the daemon's own code and data.`,
     "",
   );
   return { summary, lines };
