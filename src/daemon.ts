@@ -133,7 +133,8 @@ async function listen(config: Config, o: DaemonOptions, chain: Chain, metrics: M
   let gid: number | undefined;
   try {
     // Before any listener: a group the system does not know is a config error, not a half-started daemon.
-    if (socketPath && config.server.socketGroup !== undefined) gid = await socketGid(config.server.socketGroup, o.accountFiles);
+    if (socketPath && config.server.socketGroup !== undefined)
+      gid = await socketGid(config.server.socketGroup, o.accountFiles, app.access.policy.accounts);
   } catch (e) {
     await app.close();
     throw e;

@@ -151,10 +151,14 @@ export class AccountsDatabase {
   }
 }
 
-/** The gid of `server.socketGroup` (a name or digits); a name the group file does not know is a ConfigError. */
-export async function socketGid(group: string, files: AccountFiles = {}): Promise<number> {
+/**
+ * The gid of `server.socketGroup` (a name or digits); a name the group file does
+ * not know is a ConfigError. `read`: the databases already read at start (for the
+ * access rules), else they are read from `files`.
+ */
+export async function socketGid(group: string, files: AccountFiles = {}, read?: AccountsDatabase): Promise<number> {
   if (/^\d+$/.test(group)) return Number(group);
-  const db = await AccountsDatabase.read(files);
+  const db = read ?? (await AccountsDatabase.read(files));
   const gid = db.gidOf(group);
   if (gid === undefined) {
     throw new ConfigError([

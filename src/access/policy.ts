@@ -214,6 +214,8 @@ export class Policy {
     private readonly socket: Grant | undefined,
     private readonly groupsOf: (uid: number) => ReadonlySet<number>,
     private readonly nameOf: (uid: number) => string | undefined = () => undefined,
+    /** The user and group databases the rules' names were looked up in; undefined without rules. */
+    readonly accounts?: AccountsDatabase,
   ) {}
 
   /** The user name of a uid, as the user database read for the rules lists it (for log lines); undefined without rules. */
@@ -265,6 +267,7 @@ export class Policy {
         socket,
         (uid) => db.groupsOf(uid),
         (uid) => db.userName(uid),
+        db,
       ),
       problems: [],
     };

@@ -30,6 +30,8 @@ export interface Caller {
   readonly key?: string;
   /** "uid N (name)", or what the caller is when it has no uid. */
   readonly who: string;
+  /** An identified uid's tokens already noted in the audit log ("kind account"); absent: the caller is not audited. */
+  readonly audited?: Set<string>;
 }
 
 export type TokenKind = "access" | "id" | "subject";
@@ -63,7 +65,7 @@ function escapeHtml(s: string): string {
 export class AccessControl {
   readonly policy: Policy;
   /** Callers by uid: one object per uid, so that a uid's first tokens are told apart from its later ones. */
-  private readonly byUid = new Map<number, Caller & { audited: Set<string> }>();
+  private readonly byUid = new Map<number, Caller>();
   /** The caller of each connection whose identity is settled. */
   private readonly settled = new WeakMap<Socket, Caller>();
   /** Connections accepted by the TCP listener (any other connection is the Unix socket's). */
@@ -180,7 +182,7 @@ export class AccessControl {
 
   /** Notes that `caller` obtained a token: at info level the first time for its uid, account and kind, then at debug. */
   obtained(caller: Caller, account: string, kind: TokenKind): void {
-    const audited = (caller as { audited?: Set<string> }).audited;
+    const audited = caller.audited;
     if (!audited || caller.uid === undefined) return;
     const k = `${kind} ${account}`;
     const user = this.policy.userName(caller.uid);
@@ -194,7 +196,7 @@ export class AccessControl {
 
   /** Whether `caller`'s first token of this account and kind was already noted (the fast path serves only those). */
   audited(caller: Caller, account: string, kind: TokenKind): boolean {
-    const audited = (caller as { audited?: Set<string> }).audited;
+    const audited = caller.audited;
     return !audited || audited.has(`${kind} ${account}`);
   }
 }

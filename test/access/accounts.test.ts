@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
-import { AccountsDatabase, isId, UnknownAccountError } from "../../src/access/accounts.js";
+import { AccountsDatabase, isId, socketGid, UnknownAccountError } from "../../src/access/accounts.js";
+import { Policy } from "../../src/access/policy.js";
 
 const PASSWD = `root:x:0:0:root:/root:/bin/bash
 # a comment
@@ -92,4 +93,23 @@ t.test("ids", async (t) => {
   t.notOk(isId(-1));
   t.notOk(isId(1.5));
   t.notOk(isId("1001"));
+});
+
+t.test("the socket's group: digits as they are, a name from the databases already read, else from the files", async (t) => {
+  const dir = t.testdir({ group: "sockets:x:3100:\n" });
+  const files = { passwd: path.join(dir, "passwd"), group: path.join(dir, "group") };
+  t.equal(await socketGid("3200", files), 3200, "digits need no lookup");
+  t.equal(await socketGid("sockets", files), 3100, "a name is looked up in the group file");
+  const read = AccountsDatabase.parse(PASSWD, GROUP, { passwd: "/x/passwd", group: "/x/group" });
+  t.equal(await socketGid("etl", files, read), 2000, "with the databases read for the rules, their answer, not the file's");
+  await t.rejects(socketGid("sockets", files, read), { message: /no group named "sockets" in \/x\/group/ }, "and only theirs");
+  await t.rejects(socketGid("nosuch", files), { name: "ConfigError", message: /server\.socketGroup: no group named "nosuch"/ });
+});
+
+t.test("a policy with rules keeps the databases its names came from; the open policy has none", async (t) => {
+  const read = AccountsDatabase.parse(PASSWD, GROUP);
+  const sa = "a@p.iam.gserviceaccount.com";
+  const { policy } = Policy.compile({ rules: [{ users: ["alice"], serviceAccounts: [sa] }] }, [sa], read);
+  t.equal(policy?.accounts, read);
+  t.equal(Policy.open([sa]).accounts, undefined);
 });
