@@ -3,6 +3,7 @@ import http from "node:http";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { HOST_NAME_RE } from "../config/host.js";
 import { METADATA_FLAVOR, METADATA_FLAVOR_HEADER } from "../protocol.js";
 import { metadataHeaderSet } from "./respond.js";
 
@@ -22,9 +23,6 @@ export interface GuardOptions {
 /** Host header values whose decision is kept (see makeRefusal), and the longest kept: no host name is longer. */
 const DECIDED_HOSTS = 64;
 const DECIDED_HOST_LENGTH = 270;
-
-const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
-const HOST_NAME_RE = new RegExp(`^(?=.{1,253}$)${LABEL}(?:\\.${LABEL})*$`, "i");
 
 /**
  * The host of a Host header or of a request target's authority, lower-cased

@@ -4,7 +4,8 @@
  * form (which it does not parse) is judged like any other target.
  */
 import t from "tap";
-import { makeRefusal } from "../../src/server/guard.js";
+import { normaliseListenHost } from "../../src/config/host.js";
+import { hostOfAuthority, makeRefusal } from "../../src/server/guard.js";
 
 const TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token";
 const FLAVOR = { "metadata-flavor": "Google" };
@@ -58,4 +59,24 @@ t.test("the flavor is required by path, in origin and absolute form alike", asyn
   t.ok(refused(refusal(host, `http://localhost${TOKEN}`), "Metadata-Flavor"), "the token in absolute form without the flavor");
   t.ok(refused(refusal({ ...host, ...FLAVOR }, "*"), "neither a path"), "an asterisk target");
   t.ok(refused(refusal({ ...host, ...FLAVOR }, "https://localhost/"), "neither a path"), "an https:// target");
+});
+
+t.test("host names: one rule for the config and the guard, but a trailing dot only in a listen address", async (t) => {
+  const long = `${"a".repeat(63)}.`.repeat(4).slice(0, 253);
+  for (const [name, ok] of [
+    ["node-1.example.internal", true],
+    ["node-1.example.internal.", false],
+    [`${"a".repeat(64)}.example`, false],
+    ["-x.example", false],
+    [long.endsWith(".") ? long.slice(0, -1) : long, true],
+    [`${long}x`, false],
+  ] as const) {
+    t.equal(
+      hostOfAuthority(name) !== undefined,
+      ok,
+      `the guard ${ok ? "takes" : "refuses"} ${name.length > 40 ? `a ${name.length}-character name` : name}`,
+    );
+  }
+  t.equal(normaliseListenHost("node-1.example.internal."), "node-1.example.internal.", "a listen address may end in a dot");
+  t.equal(normaliseListenHost(`${"a".repeat(64)}.example`), undefined);
 });
