@@ -25,6 +25,20 @@ function accessKey(email: string, scopeKey: string): string {
   return `${email} ${scopeKey}`;
 }
 
+function idKey(email: string, format: string, audience: string): string {
+  return `${email} ${format} ${audience}`;
+}
+
+/**
+ * The account whose token a cache key of `access` or `ids` is for: its first word when
+ * that is an email (accessKey, idKey); undefined for the federated identity's tokens,
+ * which are keyed by their scopes alone.
+ */
+function accountOfKey(key: string): string | undefined {
+  const first = key.split(" ", 1)[0]!;
+  return first.includes("@") ? first : undefined;
+}
+
 export interface AccessTokenRequest {
   /** An email of a configured account, or "default". */
   account: string;
@@ -160,18 +174,22 @@ export class Chain {
     if (email === undefined) return Promise.reject(new NoImpersonationError());
     const includeEmail = req.format === "full";
     return this.ids
-      .get(`${email} ${req.format} ${req.audience}`, () => this.hops.idToken(this.federated, email, req.audience, includeEmail))
+      .get(idKey(email, req.format, req.audience), () => this.hops.idToken(this.federated, email, req.audience, includeEmail))
       .token(req.admit);
   }
 
   /** Every cache's state, for status, metrics and readiness; never the tokens. */
-  states(): { kind: string; state: CacheState<Hop> }[] {
+  states(): { kind: string; account?: string; state: CacheState<Hop> }[] {
+    const byAccount = (kind: string) => (c: CachingTokenSource<Token, Hop>) => {
+      const state = c.state();
+      return { kind, account: accountOfKey(state.key), state };
+    };
     return [
       { kind: "oci-session", state: this.principal.state() },
       { kind: "subject-token", state: this.subject.state() },
       { kind: "federated-token", state: this.federated.state() },
-      ...this.access.entries().map((c) => ({ kind: "access-token", state: c.state() })),
-      ...this.ids.entries().map((c) => ({ kind: "id-token", state: c.state() })),
+      ...this.access.entries().map(byAccount("access-token")),
+      ...this.ids.entries().map(byAccount("id-token")),
     ];
   }
 

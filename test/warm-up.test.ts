@@ -90,6 +90,12 @@ t.test("prefetched scope sets and audiences are cached at start without a client
     [`${s.config.google.serviceAccounts[0]} full ${AUDIENCE}`, `${s.config.google.serviceAccounts[0]} standard ${AUDIENCE}`].sort(),
     "format standard and full",
   );
+  t.ok(
+    states().every((x) =>
+      x.kind === "access-token" || x.kind === "id-token" ? x.account === s.config.google.serviceAccounts[0] : !x.account,
+    ),
+    "every access and ID token entry names its account; the hops before them name none",
+  );
   const keys = states()
     .filter((x) => x.kind === "access-token")
     .map((x) => x.state.key);
@@ -130,6 +136,7 @@ t.test("without a service account: the scope set comes from STS and is renewed; 
   t.teardown(() => s.close());
   const scoped = () => s.daemon.chain.states().find((x) => x.kind === "access-token" && x.state.key === EMAIL_SCOPE);
   await until("the scope set is cached", () => scoped()?.state.token !== undefined);
+  t.equal(scoped()!.account, undefined, "the federated identity's tokens name no account");
   t.match(s.logText(), /cache\.prefetchAudiences is ignored/);
   const firstAt = scoped()!.state.token!.obtainedAt;
   await until("it is renewed", () => scoped()!.state.token!.obtainedAt > firstAt);

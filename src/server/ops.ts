@@ -8,15 +8,14 @@ import type { Caller } from "./access.js";
 import { describeFailure, json, text } from "./respond.js";
 
 /**
- * Whether a caller may see a cache entry: an account's entries (the key begins
- * with its email) to callers that may have the account, the others (the
- * subject token and the hops before it) to callers that may have the subject token.
+ * Whether a caller may see a cache entry: an account's entries to callers that
+ * may have the account, the others (the subject token, the hops before it and
+ * the federated identity's tokens) to callers that may have the subject token.
  */
-function shows(caller: Caller, key: string): boolean {
+function shows(caller: Caller, account: string | undefined): boolean {
   const g = caller.grant;
   if (!g) return false;
-  const first = key.split(" ", 1)[0]!;
-  return first.includes("@") ? g.allows(first) : g.subjectToken;
+  return account !== undefined ? g.allows(account) : g.subjectToken;
 }
 
 /** Liveness, readiness and the cache status (kinds, keys, times; never tokens). */
@@ -38,7 +37,7 @@ export async function opsPlugin(app: FastifyInstance, o: { chain: Chain; started
 
   app.get(STATUS_PATH, (req, reply) => {
     const now = Date.now();
-    const mine = o.chain.states().filter(({ state }) => shows(req.caller, state.key));
+    const mine = o.chain.states().filter(({ account }) => shows(req.caller, account));
     const caches = mine.map(({ kind, state }) => ({
       kind,
       hop: state.label,
