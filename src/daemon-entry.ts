@@ -13,3 +13,4 @@
 export { type Daemon, type DaemonOptions, startDaemon } from "./daemon.js";
 export { routeConsoleToLogger } from "./log.js";
 export { DAEMON_NODE_OPTIONS, DAEMON_V8_FLAGS } from "./node-options.js";
+export { EVENT_LOOP_SAMPLE_MS } from "./server/metrics.js";

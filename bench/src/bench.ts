@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DAEMON_V8_FLAGS } from "oci2gcp/daemon";
+import { DAEMON_V8_FLAGS, EVENT_LOOP_SAMPLE_MS } from "oci2gcp/daemon";
 import { type Calls, Emu, HOPS, type Recorded } from "./emu.js";
 import { BENCH_DIR, type Child, cleanEnv, freePort, get, ROOT, sleep, spawnNode, until200 } from "./proc.js";
 import { type ProfileSummary, summarise } from "./profile.js";
@@ -91,7 +91,12 @@ export class Bench {
     const port = await freePort();
     return this.keep(
       spawnNode(path.join(BENCH_DIR, "floor-child.js"), [String(port)], {
-        env: cleanEnv({ BENCH_HEADERS: JSON.stringify(headers), BENCH_BODY: body.toString("base64"), BENCH_V8_FLAGS: DAEMON_V8_FLAGS }),
+        env: cleanEnv({
+          BENCH_HEADERS: JSON.stringify(headers),
+          BENCH_BODY: body.toString("base64"),
+          BENCH_V8_FLAGS: DAEMON_V8_FLAGS,
+          BENCH_EVENT_LOOP_SAMPLE_MS: String(EVENT_LOOP_SAMPLE_MS),
+        }),
         port,
         nodeArgs: this.nodeArgs,
         logFile: path.join(this.tmp, `floor-${++this.logs}.log`),

@@ -5,7 +5,8 @@
 // else. It answers every request with the bytes of the daemon's token answer
 // (status, headers and body from the environment, as the bare node:http
 // server does) in front of Fastify, the way the daemon's fast path does, and
-// sets the V8 flags the daemon sets on itself ($BENCH_V8_FLAGS).
+// sets the V8 flags the daemon sets on itself ($BENCH_V8_FLAGS) and samples the
+// event loop as the daemon's metrics do ($BENCH_EVENT_LOOP_SAMPLE_MS).
 import http from "node:http";
 import v8 from "node:v8";
 import Fastify from "fastify";
@@ -22,7 +23,11 @@ const headers = JSON.parse(process.env.BENCH_HEADERS!) as [string, string][];
 const body = Buffer.from(process.env.BENCH_BODY!, "base64");
 const flat = headers.flat();
 const registry = new client.Registry();
-client.collectDefaultMetrics({ register: registry, prefix: "floor_" });
+client.collectDefaultMetrics({
+  register: registry,
+  prefix: "floor_",
+  eventLoopMonitoringPrecision: Number(process.env.BENCH_EVENT_LOOP_SAMPLE_MS),
+});
 const app = Fastify({
   loggerInstance: pino(),
   serverFactory: (handler) => {

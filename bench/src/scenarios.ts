@@ -6,7 +6,7 @@ import { DEMO_PROJECT_ID, DEMO_SERVICE_ACCOUNT } from "../../dist/emulator/index
 import { type Bench, callsText, FLAVOR, HOPS_HEAD, hopCalls, LATENCY, progress, SHORT_ENV, SHORT_S, sum, TOKEN_PATH } from "./bench.js";
 import { type Calls, HOPS } from "./emu.js";
 import { type CannonResult, cannon, type HerdResult, herd } from "./load.js";
-import { BENCH_DIR, cleanEnv, get, median, pool, runNode, until200 } from "./proc.js";
+import { BENCH_DIR, type Child, cleanEnv, get, median, pool, runNode, sleep, until200 } from "./proc.js";
 import type { ProfileSummary } from "./profile.js";
 import { f, ratio, table, verdict } from "./report.js";
 
@@ -31,6 +31,29 @@ const HERD_SIZE = 1000;
 const STARTS = 5;
 /** Target of section 5: start to ready against the time node:http takes to listen, in the same run. */
 const READY_TARGET = 4;
+/** Seconds over which an idle server's wake-ups and CPU are counted, and how long after it is ready the count starts. */
+const IDLE_S = 10;
+const IDLE_AFTER_S = 15;
+
+/** Wake-ups of a process's main thread (voluntary context switches) and CPU time of all its threads (ms, 10 ms ticks). */
+function idleCounters(pid: number): { wakeups: number; cpuMs: number } {
+  const status = fs.readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8");
+  let cpuMs = 0;
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    const f = fs.readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8").split(") ")[1]!.split(" ");
+    cpuMs += (Number(f[11]) + Number(f[12])) * 10;
+  }
+  return { wakeups: Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]), cpuMs };
+}
+
+/** What a ready server costs while nobody asks: its main thread's wake-ups and its CPU time, per second. */
+async function idleCost(c: Child): Promise<{ wakeups: number; cpuMs: number }> {
+  await sleep(IDLE_AFTER_S * 1000);
+  const a = idleCounters(c.pid);
+  await sleep(IDLE_S * 1000);
+  const z = idleCounters(c.pid);
+  return { wakeups: (z.wakeups - a.wakeups) / IDLE_S, cpuMs: (z.cpuMs - a.cpuMs) / IDLE_S };
+}
 const RENEWALS = 5;
 /** Section 4 runs its processes in this many alternating batches of each kind. */
 const ROUNDS = 5;
@@ -441,7 +464,31 @@ export async function startup(b: Bench): Promise<Part> {
     listen.push(dl);
     ready.push(dr);
   }
+  // Idle: one more of each, ready and then left alone.
+  const idle: [string, { wakeups: number; cpuMs: number }][] = [];
+  {
+    const d = await b.daemon("serve");
+    await until200(`${d.url}/readyz`, d, d.startedAt);
+    idle.push(["daemon, ready", await idleCost(d)]);
+    await d.stop();
+    const base = await b.bare([], Buffer.alloc(0), "daemon");
+    await until200(`${base.url}/`, base, base.startedAt);
+    idle.push(["node:http, daemon's flags", await idleCost(base)]);
+    await base.stop();
+    const lib = await b.floor([], Buffer.alloc(0));
+    await until200(`${lib.url}/`, lib, lib.startedAt);
+    idle.push(["libraries alone", await idleCost(lib)]);
+    await lib.stop();
+  }
   const r = median(ready);
+  summary.push([
+    "5",
+    "idle: the daemon's wake-ups and CPU while nobody asks",
+    `${f(idle[0]![1].wakeups, 1)} /s, ${f(idle[0]![1].cpuMs, 1)} ms/s`,
+    `node:http ${f(idle[1]![1].wakeups, 1)} /s, ${f(idle[1]![1].cpuMs, 1)} ms/s`,
+    "—",
+    "—",
+  ]);
   summary.push([
     "5",
     "start to ready (first token) < 1 s",
@@ -475,6 +522,16 @@ export async function startup(b: Bench): Promise<Part> {
         ["node:http listening", f(median(bareListen), 0), bareListen.map((x) => f(x, 0)).join(", ")],
         ["libraries alone listening", f(median(libListen), 0), libListen.map((x) => f(x, 0)).join(", ")],
       ],
+    ),
+    "",
+    `Idle: each server once more, left alone from ${IDLE_AFTER_S} s after it is ready (after its start-up: the next session key, ` +
+      "made a second after the first federation, and the garbage collections that follow the loading) " +
+      `for ${IDLE_S} s: the wake-ups of its main thread (voluntary context switches, counted by the kernel) ` +
+      "and the CPU time of all its threads (in 10 ms clock ticks), per second. A per-VM daemon pays these on every machine all day.",
+    "",
+    ...table(
+      ["", "main-thread wake-ups /s", "CPU ms /s"],
+      idle.map(([who, x]) => [who, f(x.wakeups, 1), f(x.cpuMs, 1)]),
     ),
     "",
   );
