@@ -1,5 +1,5 @@
-import { AuthClient } from "google-auth-library";
 import type { Token } from "../token/token-source.js";
+import { AuthClient } from "./gal-internals.js";
 
 /**
  * A google-auth-library AuthClient whose bearer token comes from a function of

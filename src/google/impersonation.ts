@@ -1,10 +1,10 @@
-import { Impersonated } from "google-auth-library";
 import { decodeJwtClaims } from "../jwt.js";
 import type { Token, TokenSource } from "../token/token-source.js";
 import { HopError } from "../upstream/hop-error.js";
 import { type RetryPolicy, withRetry } from "../upstream/retry.js";
 import { TokenSourceAuthClient } from "./auth-client.js";
 import { googleError } from "./errors.js";
+import { Impersonated } from "./gal-internals.js";
 import { checkLifetime } from "./sts.js";
 import type { Transport } from "./transport.js";
 

@@ -1,5 +1,5 @@
-import { type AuthClient, gaxios } from "google-auth-library";
 import { notJsonBody } from "../upstream/retry.js";
+import { type AuthClient, gaxios } from "./gal-internals.js";
 
 /** A success status whose body is not the JSON object every Google endpoint we call answers. */
 export class NotJsonAnswerError extends Error {
@@ -16,8 +16,7 @@ export class NotJsonAnswerError extends Error {
 /** The transport type google-auth-library's clients take. */
 export type Transport = NonNullable<NonNullable<ConstructorParameters<typeof AuthClient>[0]>["transporter"]>;
 
-// google-auth-library checks `instanceof` against its own copy of gaxios (the
-// CommonJS build), which it exports; importing gaxios from ESM would load a second copy.
+// google-auth-library's own copy of gaxios (see gal-internals.ts).
 const Gaxios = gaxios.Gaxios as unknown as new (defaults: object) => Transport;
 
 /**

@@ -1,10 +1,14 @@
 /**
- * The one reach into google-auth-library's private build: StsCredentials. Each
- * assertion names what an upgrade changed, so that a failure here says where to
- * look before the STS hop breaks in less obvious ways.
+ * The reaches into google-auth-library's build paths: StsCredentials, and the
+ * classes the hops take from their own modules rather than the package root.
+ * Each assertion names what an upgrade changed, so that a failure here says
+ * where to look before a hop breaks in less obvious ways.
  */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import path from "node:path";
 import t from "tap";
 import { googleError } from "../../src/google/errors.js";
 import { transport } from "../../src/google/transport.js";
@@ -108,4 +112,29 @@ t.test("stsCredentials: an OAuth error keeps the response googleError reads", as
   t.equal(h.status, 400);
   t.equal(h.upstreamError, "invalid_grant");
   t.match(h.detail, /Unable to verify the ID Token signature/);
+});
+
+t.test("the classes taken from build paths are the ones the package root exports, gaxios included", async (t) => {
+  const root = await import("google-auth-library");
+  const ours = await import("../../src/google/gal-internals.js");
+  t.equal(ours.AuthClient, root.AuthClient, "AuthClient");
+  t.equal(ours.Impersonated, root.Impersonated, "Impersonated");
+  t.equal(ours.gaxios, root.gaxios, "gaxios: the library's own copy");
+});
+
+t.test("the Google hops do not load the package root and its 45 modules", async (t) => {
+  const dist = path.resolve("dist/hops.js");
+  if (!fs.existsSync(dist)) {
+    t.fail("dist/hops.js is missing: run `npx tsc -p .` first");
+    return;
+  }
+  const script = `
+    import { createRequire } from "node:module";
+    await import(${JSON.stringify(dist)});
+    const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes("/google-auth-library/"));
+    process.stdout.write(JSON.stringify(loaded.map((k) => k.replace(/.*\\/google-auth-library\\//, ""))));
+  `;
+  const loaded = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" })) as string[];
+  t.ok(loaded.includes("build/src/auth/impersonated.js"), "impersonated.js is loaded: the check sees the library");
+  t.notOk(loaded.includes("build/src/index.js"), `the root is not (${loaded.length} modules loaded)`);
 });
