@@ -1,22 +1,28 @@
 // The floor that the daemon's libraries set by themselves: a process that loads
 // what `oci2gcp serve` loads to answer its first token (Fastify, pino,
-// prom-client with its default metrics, google-auth-library, oci-common, and
-// Node's fetch, which google-auth-library's transport uses) and does nothing
-// else. It answers every request with the bytes of the daemon's token answer
-// (status, headers and body from the environment, as the bare node:http
-// server does) in front of Fastify, the way the daemon's fast path does, and
-// sets the V8 flags the daemon sets on itself ($BENCH_V8_FLAGS) and samples the
-// event loop as the daemon's metrics do ($BENCH_EVENT_LOOP_SAMPLE_MS).
+// prom-client with its default metrics, the modules of google-auth-library the
+// hops use, oci-common, and Node's fetch, which google-auth-library's transport
+// uses) and does nothing else. It answers every request with the bytes of the
+// daemon's token answer (status, headers and body from the environment, as the
+// bare node:http server does) in front of Fastify, the way the daemon's fast
+// path does; it sets the V8 flags the daemon sets on itself ($BENCH_V8_FLAGS)
+// and samples the event loop as the daemon's metrics do
+// ($BENCH_EVENT_LOOP_SAMPLE_MS).
 import http from "node:http";
 import v8 from "node:v8";
 import Fastify from "fastify";
-import google from "google-auth-library";
+import { Impersonated } from "google-auth-library/build/src/auth/impersonated.js";
+import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
 import common from "oci-common";
 import pino from "pino";
 import client from "prom-client";
 
 if (process.env.BENCH_V8_FLAGS) v8.setFlagsFromString(process.env.BENCH_V8_FLAGS);
-if (typeof google.GoogleAuth !== "function" || typeof common.InstancePrincipalsAuthenticationDetailsProviderBuilder !== "function") {
+if (
+  typeof Impersonated !== "function" ||
+  typeof StsCredentials !== "function" ||
+  typeof common.InstancePrincipalsAuthenticationDetailsProviderBuilder !== "function"
+) {
   throw new Error("a library did not load");
 }
 const headers = JSON.parse(process.env.BENCH_HEADERS!) as [string, string][];
