@@ -323,7 +323,7 @@ export async function throughput(b: Bench, o: Options): Promise<Part> {
         `(${ratio(WF.rps, WB.rps)} node:http's throughput, ${ratio(WF.cpu, WB.cpu)} its CPU per answer).`,
       "",
       "The libraries alone (bench/src/floor-child.ts) is a process that loads what the daemon loads to answer its first token, " +
-        "Fastify, pino, prom-client with its default metrics, google-auth-library, oci-common and Node's fetch (undici, which " +
+        "Fastify, pino, prom-client with its default metrics, the modules of google-auth-library the hops use, oci-common and Node's fetch (undici, which " +
         "google-auth-library's transport uses), on the daemon's node and V8 flags, and does nothing else: it answers every GET with the same bytes " +
         "in front of Fastify, as the daemon's fast path does. It is the floor those libraries set: the daemon cannot use less memory than it, " +
         "and what the daemon spends beyond it is its own.",
