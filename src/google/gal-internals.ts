@@ -5,18 +5,20 @@
  * by name, rather than somewhere in the STS hop.
  */
 
+import { createRequire } from "node:module";
+
 // StsCredentials (the RFC 8693 token exchange behind the library's external-account
 // clients) is not exported from the package root. The package has no "exports" map,
 // so its build path can be imported; it has been stable across 10.x.
-import { createRequire } from "node:module";
 import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
+
+export type { StsCredentials };
 
 // The classes the hops use, from their build paths too: the package root loads all of
 // the library's 45 modules (every client type, gtoken, the AWS and pluggable clients),
 // about 2 MB and 10 ms more than these 13. They are the objects the root re-exports.
 export { AuthClient } from "google-auth-library/build/src/auth/authclient.js";
 export { Impersonated } from "google-auth-library/build/src/auth/impersonated.js";
-export type { StsCredentials };
 
 /**
  * gaxios as google-auth-library itself loads it: the CommonJS build, resolved from
