@@ -12,13 +12,12 @@ import { createRequire } from "node:module";
 // so its build path can be imported; it has been stable across 10.x.
 import { StsCredentials } from "google-auth-library/build/src/auth/stscredentials.js";
 
-export type { StsCredentials };
-
 // The classes the hops use, from their build paths too: the package root loads all of
 // the library's 45 modules (every client type, gtoken, the AWS and pluggable clients),
 // about 2 MB and 10 ms more than these 13. They are the objects the root re-exports.
 export { AuthClient } from "google-auth-library/build/src/auth/authclient.js";
 export { Impersonated } from "google-auth-library/build/src/auth/impersonated.js";
+export type { StsCredentials };
 
 /**
  * gaxios as google-auth-library itself loads it: the CommonJS build, resolved from
