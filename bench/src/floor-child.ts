@@ -47,6 +47,7 @@ const app = Fastify({
   },
   keepAliveTimeout: 72_000,
 });
+// One route, so that Fastify builds its router and request pipeline as it does for the daemon.
 app.post("/", async () => "");
 const port = Number(process.argv[2]);
 // The daemon's first token goes through fetch (undici) before it is ready: the same once here, to this process itself.
