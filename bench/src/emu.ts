@@ -1,6 +1,6 @@
 import http from "node:http";
 // The emulators have no entry of the package's own: they are reached in its build by path.
-import { DEMO_SERVICE_ACCOUNT, type Emulators, startEmulators } from "../../dist/emulator/index.js";
+import { daemonEnvFor, type Emulators, startEmulators } from "../../dist/emulator/index.js";
 
 /** The emulator endpoints a token request may reach: the five upstream hops. */
 export const HOPS = [
@@ -48,17 +48,7 @@ export class Emu {
 
   /** Settings that point `oci2gcp serve` at the emulators, as environment variables. */
   daemonEnv(): Record<string, string> {
-    const e = this.emu;
-    return {
-      OCI2GCP_PRINCIPAL: "instance",
-      OCI2GCP_OCI_METADATA_URL: e.oci.metadataBaseUrl,
-      OCI2GCP_OCI_FEDERATION_URL: e.oci.federationEndpoint,
-      OCI_IAM_DOMAIN_URL: e.oci.domainUrl,
-      GCP_AUDIENCE: e.google.audience,
-      OCI2GCP_STS_URL: e.google.stsUrl,
-      OCI2GCP_IAM_CREDENTIALS_URL: e.google.iamCredentialsUrl,
-      OCI2GCP_SERVICE_ACCOUNTS: DEMO_SERVICE_ACCOUNT,
-    };
+    return daemonEnvFor(this.emu);
   }
 
   /** Every later call to each hop waits `ms` before it is answered. */

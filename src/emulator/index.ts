@@ -1,3 +1,4 @@
+import { SETTINGS } from "../config/settings.js";
 import { EmulatorServer } from "./core.js";
 import { type GoogleEmulator, type GoogleEmulatorOptions, registerGoogle } from "./google/index.js";
 import { type OciEmulator, type OciEmulatorOptions, registerOci } from "./oci/index.js";
@@ -24,6 +25,20 @@ export function daemonSettingsFor(emu: Emulators, serviceAccounts: string[] = [D
     "google.serviceAccounts": serviceAccounts,
     "google.projectId": DEMO_PROJECT_ID,
   };
+}
+
+/**
+ * The same settings as environment variables (each setting's first variable in
+ * the settings table, lists comma-separated): for a daemon started as a process.
+ */
+export function daemonEnvFor(emu: Emulators, serviceAccounts: string[] = [DEMO_SERVICE_ACCOUNT]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [p, v] of Object.entries(daemonSettingsFor(emu, serviceAccounts))) {
+    const name = SETTINGS.find((s) => s.path === p)?.env[0];
+    if (name === undefined) throw new Error(`the setting ${p} has no environment variable`);
+    env[name] = Array.isArray(v) ? v.join(",") : String(v);
+  }
+  return env;
 }
 
 export interface EmulatorsOptions {

@@ -10,8 +10,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import t from "tap";
+import { daemonEnvFor } from "../../src/emulator/index.js";
 import { distIsFresh, ROOT, waitFor } from "../helpers/clients.js";
-import { DEMO_SERVICE_ACCOUNT, startTestEmulators } from "../helpers/stack.js";
+import { startTestEmulators } from "../helpers/stack.js";
 
 const LAUNCHER = path.join(ROOT, "bin/oci2gcp.js");
 /** Wake-ups a second allowed: prom-client's default event-loop sampling alone made 100. */
@@ -38,18 +39,7 @@ t.test("an idle daemon's main thread wakes a few times a second at most", { skip
   const emu = await startTestEmulators();
   t.teardown(() => emu.close());
   const child = spawn(process.execPath, [LAUNCHER, "serve"], {
-    env: {
-      PATH: process.env.PATH,
-      OCI2GCP_PORT: "0",
-      OCI2GCP_PRINCIPAL: "instance",
-      OCI2GCP_OCI_METADATA_URL: emu.oci.metadataBaseUrl,
-      OCI2GCP_OCI_FEDERATION_URL: emu.oci.federationEndpoint,
-      OCI_IAM_DOMAIN_URL: emu.oci.domainUrl,
-      GCP_AUDIENCE: emu.google.audience,
-      OCI2GCP_STS_URL: emu.google.stsUrl,
-      OCI2GCP_IAM_CREDENTIALS_URL: emu.google.iamCredentialsUrl,
-      OCI2GCP_SERVICE_ACCOUNTS: DEMO_SERVICE_ACCOUNT,
-    },
+    env: { PATH: process.env.PATH, OCI2GCP_PORT: "0", ...daemonEnvFor(emu) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   t.teardown(() => {
