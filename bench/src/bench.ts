@@ -71,35 +71,36 @@ export class Bench {
 
   /** The bare node:http server answering every request with `headers` and `body`. */
   /** `nodeArgs`: "daemon" for the daemons' node flags, else node's defaults. */
-  async bare(headers: [string, string][], body: Buffer, nodeArgs: "daemon" | "defaults"): Promise<Child> {
-    const port = await freePort();
-    return this.keep(
-      spawnNode(path.join(BENCH_DIR, "bare-child.js"), [String(port)], {
-        env: cleanEnv({ BENCH_HEADERS: JSON.stringify(headers), BENCH_BODY: body.toString("base64") }),
-        port,
-        nodeArgs: nodeArgs === "daemon" ? this.nodeArgs : [],
-        logFile: path.join(this.tmp, `bare-${++this.logs}.log`),
-      }),
-    );
+  bare(headers: [string, string][], body: Buffer, nodeArgs: "daemon" | "defaults"): Promise<Child> {
+    return this.answering("bare", headers, body, nodeArgs === "daemon" ? this.nodeArgs : [], {});
   }
 
   /**
    * The libraries alone (floor-child.ts): what the daemon loads, answering every
    * GET with `headers` and `body` in front of Fastify, on the daemons' node flags.
    */
-  async floor(headers: [string, string][], body: Buffer): Promise<Child> {
+  floor(headers: [string, string][], body: Buffer): Promise<Child> {
+    return this.answering("floor", headers, body, this.nodeArgs, {
+      BENCH_V8_FLAGS: DAEMON_V8_FLAGS,
+      BENCH_EVENT_LOOP_SAMPLE_MS: String(EVENT_LOOP_SAMPLE_MS),
+    });
+  }
+
+  /** `${name}-child.js` on a free port, answering every request with `headers` and `body` (given in its environment). */
+  private async answering(
+    name: "bare" | "floor",
+    headers: [string, string][],
+    body: Buffer,
+    nodeArgs: string[],
+    env: Record<string, string>,
+  ): Promise<Child> {
     const port = await freePort();
     return this.keep(
-      spawnNode(path.join(BENCH_DIR, "floor-child.js"), [String(port)], {
-        env: cleanEnv({
-          BENCH_HEADERS: JSON.stringify(headers),
-          BENCH_BODY: body.toString("base64"),
-          BENCH_V8_FLAGS: DAEMON_V8_FLAGS,
-          BENCH_EVENT_LOOP_SAMPLE_MS: String(EVENT_LOOP_SAMPLE_MS),
-        }),
+      spawnNode(path.join(BENCH_DIR, `${name}-child.js`), [String(port)], {
+        env: cleanEnv({ BENCH_HEADERS: JSON.stringify(headers), BENCH_BODY: body.toString("base64"), ...env }),
         port,
-        nodeArgs: this.nodeArgs,
-        logFile: path.join(this.tmp, `floor-${++this.logs}.log`),
+        nodeArgs,
+        logFile: path.join(this.tmp, `${name}-${++this.logs}.log`),
       }),
     );
   }
