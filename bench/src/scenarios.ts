@@ -34,6 +34,9 @@ const READY_TARGET = 4;
 /** Seconds over which an idle server's wake-ups and CPU are counted, and how long after it is ready the count starts. */
 const IDLE_S = 10;
 const IDLE_AFTER_S = 15;
+const RENEWALS = 5;
+/** Section 4 runs its processes in this many alternating batches of each kind. */
+const ROUNDS = 5;
 
 /**
  * Wake-ups of a process's main thread (voluntary context switches) and the CPU
@@ -58,9 +61,6 @@ async function idleCost(c: Child): Promise<{ wakeups: number; cpuMs: number }> {
   const z = idleCounters(c.pid);
   return { wakeups: (z.wakeups - a.wakeups) / IDLE_S, cpuMs: (z.cpuMs - a.cpuMs) / IDLE_S };
 }
-const RENEWALS = 5;
-/** Section 4 runs its processes in this many alternating batches of each kind. */
-const ROUNDS = 5;
 
 const profileTables = (s: ProfileSummary, per: number, unit: string) => [
   ...table(
@@ -470,19 +470,15 @@ export async function startup(b: Bench): Promise<Part> {
   }
   // Idle: one more of each, ready and then left alone.
   const idle: [string, { wakeups: number; cpuMs: number }][] = [];
-  {
-    const d = await b.daemon("serve");
-    await until200(`${d.url}/readyz`, d, d.startedAt);
-    idle.push(["daemon, ready", await idleCost(d)]);
-    await d.stop();
-    const base = await b.bare([], Buffer.alloc(0), "daemon");
-    await until200(`${base.url}/`, base, base.startedAt);
-    idle.push(["node:http, daemon's flags", await idleCost(base)]);
-    await base.stop();
-    const lib = await b.floor([], Buffer.alloc(0));
-    await until200(`${lib.url}/`, lib, lib.startedAt);
-    idle.push(["libraries alone", await idleCost(lib)]);
-    await lib.stop();
+  for (const [who, start, ready] of [
+    ["daemon, ready", () => b.daemon("serve"), "/readyz"],
+    ["node:http, daemon's flags", () => b.bare([], Buffer.alloc(0), "daemon"), "/"],
+    ["libraries alone", () => b.floor([], Buffer.alloc(0)), "/"],
+  ] as const) {
+    const c = await start();
+    await until200(`${c.url}${ready}`, c, c.startedAt);
+    idle.push([who, await idleCost(c)]);
+    await c.stop();
   }
   const r = median(ready);
   summary.push([
