@@ -173,20 +173,27 @@ export function parseSocketTable(text: string, order: "LE" | "BE" = os.endiannes
 }
 
 /**
- * The uids of the established rows of `text` whose local end is `local` and
+ * The uids of the established sockets in `text` whose local end is `local` and
  * whose far end is one of `farEnds`, all spelled as the kernel prints them.
  * Each row is `%4d: LOCAL REMOTE ST ...`: the only ": " on a line precedes
  * the local address, so a search for it finds exactly the rows to look at.
+ * A socket is counted once however many of its rows the text holds: the kernel
+ * generates a large table anew for each read call past the first and resumes at
+ * the byte offset, so when rows before it have gone meanwhile, a row already
+ * read comes again (with the same inode).
  */
 export function matchingUids(text: string, local: string, farEnds: ReadonlySet<string>): number[] | "malformed" {
   const uids: number[] = [];
+  const inodes = new Set<string>();
   const needle = `: ${local} `;
   for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) {
     const end = text.indexOf("\n", at);
     const f = text.slice(at + 2, end < 0 ? undefined : end).split(/\s+/);
-    // f: local, remote, state, tx:rx, tr:when, retransmits, uid, ...
+    // f: local, remote, state, tx:rx, tr:when, retransmits, uid, timeout, inode, ...
     if (!farEnds.has(f[1]!) || f[2] !== ESTABLISHED) continue;
-    if (!/^\d+$/.test(f[6] ?? "")) return "malformed";
+    if (!/^\d+$/.test(f[6] ?? "") || !/^\d+$/.test(f[8] ?? "")) return "malformed";
+    if (inodes.has(f[8]!)) continue;
+    inodes.add(f[8]!);
     uids.push(Number(f[6]));
   }
   return uids;

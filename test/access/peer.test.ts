@@ -132,6 +132,16 @@ t.test("two matching rows: nobody is named", async (t) => {
   t.match(id, { reason: /2 established sockets/ });
 });
 
+t.test("one socket read twice, as a changing table can be, is one match", async (t) => {
+  const text = tcp([SERVER_ROW, ["0100007F:D518", "0100007F:1FF5", "01", 23001]]);
+  const row = text.trimEnd().split("\n").at(-1)!;
+  // The same row again, under another slot number: what a read resumed past rows that have gone gives.
+  const again = `${text}${row.replace(/^\s*\d+:/, "   7:")}\n`;
+  t.same(matchingUids(again, "0100007F:D518", new Set(["0100007F:1FF5"])), [23001]);
+  const root = proc(t, { tcp: again, tcp6: tcp6([]) });
+  t.same(await lookupPeer({ client: CLIENT, daemon: DAEMON }, { procRoot: root, byteOrder: "LE" }), { uid: 23001 });
+});
+
 t.test("IPv6 loopback", async (t) => {
   const root = proc(t, {
     tcp: tcp([["0100007F:9B1C", "0100007F:1FF5", "01", 23002]]),
